@@ -1,0 +1,1 @@
+"""The HTTP API: authenticates, validates and enqueues. It never imports `workers`."""

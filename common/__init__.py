@@ -1,0 +1,1 @@
+"""Shared by the API and the workers: configuration, models, database and Redis access."""
