@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 NODE_STAMP := node_modules/.installed-stamp
 
-.PHONY: run test lint migrate services install
+.PHONY: run test lint migrate services install env
 
 install: $(STAMP) $(NODE_STAMP)
 
@@ -22,6 +22,10 @@ $(NODE_STAMP): package.json package-lock.json
 services:
 	@scripts/ensure-services
 
+# Environment, database, migrations, then api (PORT, default 3100), worker, beat, flower.
+run: install services
+	@scripts/run
+
 test: install services
 	$(VENV)/bin/pytest -q
 
@@ -29,8 +33,9 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-migrate: $(STAMP)
+migrate: $(STAMP) services
 	@. scripts/load-env && scripts/create-database && $(VENV)/bin/alembic upgrade head
 
-run: install services
-	@scripts/run
+# Write .env with generated secrets without starting anything (e.g. before `docker compose up`).
+env:
+	@. scripts/load-env
