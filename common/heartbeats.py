@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from common.redis import get_redis, key
@@ -32,5 +33,26 @@ def is_alive(nodename: str) -> bool:
     return bool(get_redis().exists(key("worker", nodename)))
 
 
-def queue_has_worker(queue: str) -> bool:
-    return any(queue in w.get("queues", ()) for w in live_workers())
+class _LiveQueues:
+    """Queues with a live consumer. A hit is trusted for a second (heartbeats come every 5 s);
+    a miss always re-reads, so a worker that just started consuming is seen at once."""
+
+    TRUST_SECONDS = 1.0
+
+    def __init__(self) -> None:
+        self._queues: frozenset[str] = frozenset()
+        self._read_at = 0.0
+
+    def has(self, queue: str) -> bool:
+        if queue in self._queues and time.monotonic() - self._read_at < self.TRUST_SECONDS:
+            return True
+        self._queues = frozenset(q for w in live_workers() for q in w.get("queues", ()))
+        self._read_at = time.monotonic()
+        return queue in self._queues
+
+
+_live_queues = _LiveQueues()
+
+
+def queue_is_consumed(queue: str) -> bool:
+    return _live_queues.has(queue)

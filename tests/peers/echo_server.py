@@ -1,0 +1,88 @@
+"""A real MCP server for tests and benchmarks, built with the SDK's MCPServer.
+
+    python tests/peers/echo_server.py stdio
+    python tests/peers/echo_server.py http 8765     # streamable HTTP at /mcp
+    python tests/peers/echo_server.py sse 8766      # SSE at /sse
+
+Side effects are counted in the file named by COUNTER_FILE (one line per execution), so tests can
+prove a call ran exactly once, or not at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.types import ToolAnnotations
+
+READ_ONLY = ToolAnnotations(read_only_hint=True, idempotent_hint=True)
+mcp = MCPServer("gateway-test-peer")
+
+
+def _count(event: str) -> None:
+    path = os.environ.get("COUNTER_FILE")
+    if path:
+        with open(path, "a") as handle:
+            handle.write(f"{event}\n")
+
+
+@mcp.tool(annotations=READ_ONLY)
+def echo(text: str) -> str:
+    """Return the text unchanged."""
+    _count(f"echo {text}")
+    return text
+
+
+@mcp.tool(annotations=READ_ONLY)
+def add(a: int, b: int) -> int:
+    """Add two integers."""
+    return a + b
+
+
+@mcp.tool(annotations=READ_ONLY)
+async def sleep(seconds: float, ctx: Context) -> str:
+    """Wait, reporting progress, then answer."""
+    steps = 4
+    for step in range(steps):
+        await ctx.report_progress(step, steps, f"step {step}")
+        await asyncio.sleep(seconds / steps)
+    _count(f"sleep {seconds}")
+    return f"slept {seconds}"
+
+
+@mcp.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True))
+async def charge(amount: int, seconds: float = 0.0) -> str:
+    """A side effect that must never run twice (counts itself, then waits)."""
+    _count(f"charge {amount}")
+    await asyncio.sleep(seconds)
+    return f"charged {amount}"
+
+
+@mcp.tool()
+def fail(message: str) -> str:
+    """Always raise: the result comes back with isError."""
+    raise ValueError(message)
+
+
+@mcp.tool(annotations=READ_ONLY)
+def pid() -> int:
+    """The server's process id (tests kill it to break a session)."""
+    return os.getpid()
+
+
+def main() -> None:
+    transport = sys.argv[1] if len(sys.argv) > 1 else "stdio"
+    if transport == "stdio":
+        mcp.run()
+    elif transport == "http":
+        mcp.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))
+    elif transport == "sse":
+        mcp.run("sse", host="127.0.0.1", port=int(sys.argv[2]))
+    else:
+        raise SystemExit(f"unknown transport {transport!r}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The execution plane: pinned Celery worker processes holding live MCP sessions."""

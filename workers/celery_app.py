@@ -1,0 +1,46 @@
+"""The Celery app of the worker, beat and Flower processes (`celery -A workers.celery_app`).
+
+Configuration comes from `common.queues.celery_config`, the same the API's sending client uses.
+Creating the app connects to nothing; the worker runtime starts on `worker_ready`.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from celery import Celery, signals
+
+from common.config import ConfigError, get_settings
+from common.logs import configure_logging
+from common.queues import CONTROL_QUEUE, SWEEP, celery_config
+
+try:
+    settings = get_settings()
+except ConfigError as exc:
+    sys.exit(f"configuration error: {exc}")
+
+app = Celery("mcp-gateway", include=["workers.tasks"])
+app.conf.update(celery_config(settings))
+app.conf.beat_schedule = {
+    "sweep-lost-jobs": {"task": SWEEP, "schedule": 5.0, "options": {"queue": CONTROL_QUEUE}},
+}
+celery_app = app
+
+
+@signals.setup_logging.connect
+def _logging(**_kwargs) -> None:
+    configure_logging(settings.log_level)
+
+
+@signals.worker_ready.connect
+def _start_runtime(sender, **_kwargs) -> None:
+    from workers.lifecycle import start
+
+    start(sender)
+
+
+@signals.worker_shutdown.connect
+def _stop_runtime(**_kwargs) -> None:
+    from workers.lifecycle import stop
+
+    stop()

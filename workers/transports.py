@@ -1,0 +1,61 @@
+"""Open a server's transport from its (decrypted) config: stdio, SSE or streamable HTTP.
+
+Each opener is an async context manager yielding (read, write) streams for a ClientSession.
+stdio children get the SDK's minimal environment (HOME, PATH, ...) plus the configured `env`,
+never the worker's own environment (which holds DATABASE_URL and friends).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx2
+from mcp import StdioServerParameters, stdio_client
+from mcp.client.sse import sse_client
+from mcp.client.streamable_http import streamable_http_client
+
+DEFAULT_HTTP_TIMEOUT_MS = 30_000
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """What a worker needs to open one server's session (secrets decrypted, in memory only)."""
+
+    server_id: str
+    slug: str
+    transport: str
+    config: dict[str, Any] = field(repr=False)
+    config_version: int = 1
+
+
+def open_transport(spec: ServerSpec) -> AbstractAsyncContextManager:
+    config = spec.config
+    if spec.transport == "stdio":
+        params = StdioServerParameters(
+            command=config["command"],
+            args=list(config.get("args") or []),
+            env=dict(config.get("env") or {}),
+            cwd=config.get("cwd") or None,
+        )
+        return stdio_client(params)
+    headers = dict(config.get("headers") or {})
+    timeout = (config.get("timeoutMs") or DEFAULT_HTTP_TIMEOUT_MS) / 1000
+    if spec.transport == "sse":
+        return sse_client(config["url"], headers=headers, timeout=timeout)
+    if spec.transport == "http":
+        return _streamable_http(config["url"], headers, timeout)
+    raise ValueError(f"unknown transport {spec.transport!r}")
+
+
+@asynccontextmanager
+async def _streamable_http(url: str, headers: dict[str, str], timeout: float) -> AsyncIterator:
+    # streamable_http_client takes no headers: they travel on our own client, which we close.
+    timeouts = httpx2.Timeout(timeout, read=None)  # calls bound their own duration
+    async with (
+        httpx2.AsyncClient(headers=headers, timeout=timeouts) as client,
+        streamable_http_client(url, http_client=client) as streams,
+    ):
+        yield streams
