@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from typing import Any
 
 import structlog
@@ -13,7 +14,7 @@ from api.auth import current_caller
 from api.context import init_context
 from api.errors import register_error_handlers
 from api.routes import BLUEPRINTS
-from common.config import get_settings
+from common.config import ConfigError, get_settings
 from common.ids import new_id
 from common.logs import configure_logging
 
@@ -52,7 +53,11 @@ def _end_request(response):
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(4) from None  # gunicorn's APP_LOAD_ERROR: halt, don't respawn
     configure_logging(settings.log_level)
     app = Flask(__name__)
     app.config.update(_openapi_config(), MAX_CONTENT_LENGTH=MAX_BODY_BYTES, JSON_SORT_KEYS=False)

@@ -21,8 +21,8 @@ def new_reply_key() -> str:
     return key("reply", new_id())
 
 
-def publish(action: str, server_id: str, reply: str | None = None) -> None:
-    message = {"action": action, "serverId": server_id, "reply": reply}
+def publish(action: str, server_id: str, slug: str | None = None, reply: str | None = None) -> None:
+    message = {"action": action, "serverId": server_id, "slug": slug, "reply": reply}
     get_redis().publish(channel(), json.dumps(message))
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import sys
 from collections.abc import Iterator
 
 import psycopg2
@@ -25,7 +26,7 @@ os.environ.update(
     GATEWAY_ADMIN_TOKEN=ADMIN_TOKEN,
     SECRET_KEY="test-secret-key-" + secrets.token_hex(16),
     LOG_LEVEL="warning",
-    STDIO_COMMAND_ALLOWLIST=os.environ.get("TEST_STDIO_ALLOWLIST", "node,python,python3,npx"),
+    STDIO_COMMAND_ALLOWLIST=f"node,python3,{sys.executable}",
     ALLOW_PRIVATE_URLS="true",
     RATE_LIMIT_PER_MINUTE="0",
 )

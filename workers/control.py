@@ -139,8 +139,8 @@ class Controller:
         except Exception:
             log.exception("reconcile_failed", server_id=server_id)
         owner = self.process.runtime.owners.get(server_id or "")
-        if not reply:
-            return
+        if not reply or not self.process.selection.includes(message.get("slug") or ""):
+            return  # only workers serving this server answer
         if owner is None:
             control_channel.send_reply(reply, self._reply_body("closed"))
         else:

@@ -1,0 +1,100 @@
+"""Server lifecycle: connect, disconnect, refresh. Each sets what the registry wants, tells the
+workers (pub/sub command or a task on the server's queue) and waits, bounded, for their answer.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flask.views import MethodView
+from flask_smorest import Blueprint
+from marshmallow import fields
+
+from api.auth import require_admin
+from api.context import db
+from api.routes.servers import _details, _own_server
+from api.schemas.servers import ServerDetailSchema
+from common import control
+from common.errors import Unavailable
+from common.heartbeats import live_workers, queue_is_consumed
+from common.queues import REFRESH_TOOLS, send, server_queue
+
+blp = Blueprint(
+    "server_actions", __name__, url_prefix="/api/v1/servers", description="Server lifecycle"
+)
+
+CONNECT_WAIT_SECONDS = 30.0
+DISCONNECT_WAIT_SECONDS = 15.0
+WORKER_APPEAR_SECONDS = 3.0  # a `*` worker starts consuming a new server's queue within this
+
+
+class RefreshedServerSchema(ServerDetailSchema):
+    refresh = fields.Dict(metadata={"description": "the worker's answer: state, changes or error"})
+
+
+def _require_worker(slug: str) -> None:
+    """503 `no_worker` unless a live worker consumes the server's queue (allowing a moment for
+    `*` workers to pick up a server registered just now)."""
+    deadline = time.monotonic() + WORKER_APPEAR_SECONDS
+    while not queue_is_consumed(server_queue(slug)):
+        if time.monotonic() > deadline:
+            raise Unavailable(f"No worker is serving {slug}.", code="no_worker")
+        time.sleep(0.1)
+
+
+def _holders(slug: str) -> int:
+    return sum(1 for w in live_workers() if slug in (w.get("sessions") or {}))
+
+
+def _set_desired(server_id: str, desired: str) -> Any:
+    server = _own_server(server_id, require_admin().org_id, for_update=True)
+    server.desired_state = desired
+    if desired == "disconnected":
+        server.status = "disconnected"
+    db().commit()
+    return server
+
+
+def _reloaded(server_id: str) -> dict[str, Any]:
+    db().expire_all()
+    return _details(_own_server(server_id, require_admin().org_id))
+
+
+@blp.route("/<string:server_id>/connect")
+class Connect(MethodView):
+    @blp.response(200, ServerDetailSchema)
+    def post(self, server_id: str):
+        server = _own_server(server_id, require_admin().org_id)
+        _require_worker(server.slug)
+        server = _set_desired(server_id, "connected")
+        reply = control.new_reply_key()
+        control.publish("connect", server.id, server.slug, reply)
+        control.collect_replies(reply, expected=1, timeout_s=CONNECT_WAIT_SECONDS)
+        return _reloaded(server_id)
+
+
+@blp.route("/<string:server_id>/disconnect")
+class Disconnect(MethodView):
+    @blp.response(200, ServerDetailSchema)
+    def post(self, server_id: str):
+        server = _set_desired(server_id, "disconnected")
+        holders = _holders(server.slug)
+        reply = control.new_reply_key()
+        control.publish("disconnect", server.id, server.slug, reply)
+        if holders:
+            control.collect_replies(reply, expected=holders, timeout_s=DISCONNECT_WAIT_SECONDS)
+        return _reloaded(server_id)
+
+
+@blp.route("/<string:server_id>/refresh")
+class Refresh(MethodView):
+    @blp.response(200, RefreshedServerSchema)
+    def post(self, server_id: str):
+        server = _own_server(server_id, require_admin().org_id)
+        _require_worker(server.slug)
+        reply = control.new_reply_key()
+        send(REFRESH_TOOLS, [server.id, reply], server_queue(server.slug))
+        answers = control.collect_replies(reply, expected=1, timeout_s=CONNECT_WAIT_SECONDS)
+        refresh = answers[0] if answers else {"state": "timeout"}
+        return {**_reloaded(server_id), "refresh": refresh}
