@@ -108,3 +108,22 @@ def client(app):
 @pytest.fixture
 def admin_headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+@pytest.fixture
+def spawn_worker(test_database, redis_prefix):
+    """Start `python -m workers` processes for one test; all are stopped at its end."""
+    from tests.harness import Worker
+
+    started: list[Worker] = []
+
+    def start(servers: str = "*", **kwargs) -> Worker:
+        worker = Worker(servers, **kwargs)
+        started.append(worker)
+        worker.wait_consuming("mcp.control")
+        return worker
+
+    yield start
+    for worker in started:
+        if worker.proc.poll() is None:
+            worker.kill()

@@ -30,6 +30,7 @@ log = get_logger(__name__)
 CONNECT_TIMEOUT_SECONDS = 20.0
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 30.0
+RETIRE_GRACE_SECONDS = 10.0
 
 ProgressFn = Callable[[float, float | None, str | None], Awaitable[None]]
 SessionHook = Callable[["SessionOwner", list[mt.Tool]], Awaitable[None]]
@@ -142,6 +143,14 @@ class SessionOwner:
         self._wake.set()
         await self._task
 
+    async def retire(self, grace: float) -> None:
+        """Take no new calls, let in-flight ones finish (up to `grace` seconds), then close."""
+        self._stopping = True
+        deadline = time.monotonic() + grace
+        while self.in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await self.stop()
+
     async def wait_settled(self, timeout: float) -> str:
         """Wait for the current connect attempt to end; returns the state."""
         if self.state == "connecting":
@@ -151,6 +160,8 @@ class SessionOwner:
         return self.state
 
     async def session(self, timeout: float) -> ClientSession:
+        if self._stopping:
+            raise SessionUnavailable("the session is closing")
         try:
             await asyncio.wait_for(self._ready.wait(), timeout)
         except TimeoutError:
@@ -237,6 +248,7 @@ class Runtime:
         self._on_ready, self._on_error = on_ready, on_error
         self.loop = asyncio.new_event_loop()
         self.owners: dict[str, SessionOwner] = {}
+        self._retiring: set[asyncio.Task] = set()
         self._thread = threading.Thread(target=self.loop.run_forever, name="mcp-loop", daemon=True)
         self._thread.start()
 
@@ -247,22 +259,25 @@ class Runtime:
         return self.submit(coro).result(timeout)
 
     async def ensure(self, spec: ServerSpec) -> SessionOwner:
-        """An owner for `spec`; a new config version recycles the old session."""
+        """An owner for `spec`. A new config opens a new session at once; the old one retires
+        once its in-flight calls are done, so a config change disturbs no call."""
         owner = self.owners.get(spec.server_id)
         if owner is not None and owner.spec == spec and owner.state != "closed":
             return owner
+        self.owners[spec.server_id] = SessionOwner(spec, self._on_ready, self._on_error)
         if owner is not None:
-            await owner.stop()
-        owner = self.owners[spec.server_id] = SessionOwner(spec, self._on_ready, self._on_error)
-        return owner
+            retiring = self.loop.create_task(owner.retire(RETIRE_GRACE_SECONDS))
+            self._retiring.add(retiring)
+            retiring.add_done_callback(self._retiring.discard)
+        return self.owners[spec.server_id]
 
     async def close(self, server_id: str) -> None:
         owner = self.owners.pop(server_id, None)
         if owner is not None:
-            await owner.stop()
+            await owner.retire(RETIRE_GRACE_SECONDS)
 
     async def close_all(self) -> None:
-        await asyncio.gather(*(self.close(sid) for sid in list(self.owners)))
+        await asyncio.gather(*(self.close(sid) for sid in list(self.owners)), *self._retiring)
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         return {owner.spec.slug: owner.describe() for owner in list(self.owners.values())}

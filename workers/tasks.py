@@ -69,11 +69,12 @@ def _execute(job: dict[str, Any]) -> dict[str, Any]:
     request = job.get("request") or {}
     timeout_s = int(request.get("timeoutMs") or 60_000) / 1000
     deadline = time.monotonic() + timeout_s
-    owner = process.controller.owner_for(job["serverId"])
-    if owner is None:
-        return _failure("server_unavailable", "The server is not connected on this worker.")
     tries = 2 if job.get("retryable") else 1
     for attempt in range(1, tries + 1):
+        # Looked up per attempt: a recycled session (new config) has a new owner.
+        owner = process.controller.owner_for(job["serverId"])
+        if owner is None:
+            return _failure("server_unavailable", "The server is not connected on this worker.")
         remaining = max(0.001, deadline - time.monotonic())
         call = owner.call(
             job["toolName"],
