@@ -12,21 +12,34 @@ HEARTBEAT_INTERVAL_SECONDS = 5
 HEARTBEAT_TTL_SECONDS = 15
 
 
+def _index() -> str:
+    # Nodenames by last beat: finds the `worker:*` keys without SCANning the whole keyspace.
+    return key("workers")
+
+
 def write_heartbeat(nodename: str, state: dict[str, Any]) -> None:
-    get_redis().set(key("worker", nodename), json.dumps(state), ex=HEARTBEAT_TTL_SECONDS)
+    now = time.time()
+    pipe = get_redis().pipeline(transaction=False)
+    pipe.set(key("worker", nodename), json.dumps(state), ex=HEARTBEAT_TTL_SECONDS)
+    pipe.zadd(_index(), {nodename: now})
+    pipe.zremrangebyscore(_index(), 0, now - 10 * HEARTBEAT_TTL_SECONDS)
+    pipe.execute()
 
 
 def remove_heartbeat(nodename: str) -> None:
-    get_redis().delete(key("worker", nodename))
+    pipe = get_redis().pipeline(transaction=False)
+    pipe.delete(key("worker", nodename))
+    pipe.zrem(_index(), nodename)
+    pipe.execute()
 
 
 def live_workers() -> list[dict[str, Any]]:
     """Every worker whose heartbeat has not expired."""
     client = get_redis()
-    names = list(client.scan_iter(match=key("worker", "*"), count=500))
+    names = client.zrangebyscore(_index(), time.time() - HEARTBEAT_TTL_SECONDS - 1, "+inf")
     if not names:
         return []
-    return [json.loads(raw) for raw in client.mget(names) if raw]
+    return [json.loads(raw) for raw in client.mget([key("worker", n) for n in names]) if raw]
 
 
 def is_alive(nodename: str) -> bool:

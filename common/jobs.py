@@ -28,14 +28,15 @@ redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
 return redis.call('HGETALL', KEYS[1])
 """
 
-# running (by the expected worker, or any if ARGV[1] is '') → terminal; wakes the waiter.
+# running (by the expected worker, or any if ARGV[1] is '') → terminal; wakes the waiter with
+# the finished record itself, so the waiter needs no second read.
 _FINISH = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if status ~= 'running' and status ~= 'queued' then return 0 end
 if ARGV[1] ~= '' and redis.call('HGET', KEYS[1], 'worker') ~= ARGV[1] then return 0 end
 for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('ZREM', KEYS[2], ARGV[2])
-redis.call('RPUSH', KEYS[3], '1')
+redis.call('RPUSH', KEYS[3], cjson.encode(redis.call('HGETALL', KEYS[1])))
 redis.call('EXPIRE', KEYS[3], ARGV[3])
 return 1
 """
@@ -100,12 +101,14 @@ def get(job_id: str) -> dict[str, Any] | None:
     return decode(raw) if raw else None
 
 
+def _from_flat(flat: list[str]) -> dict[str, Any]:
+    return decode(dict(zip(flat[::2], flat[1::2], strict=True)))
+
+
 def claim(job_id: str, worker: str) -> dict[str, Any] | None:
     started = now_ms()
     flat = get_redis().eval(_CLAIM, 2, job_key(job_id), running_key(), worker, started, job_id)
-    if not flat:
-        return None
-    return decode(dict(zip(flat[::2], flat[1::2], strict=True)))
+    return _from_flat(flat) if flat else None
 
 
 def finish(job_id: str, fields: dict[str, Any], worker: str = "") -> bool:
@@ -129,8 +132,12 @@ def running_jobs(older_than_ms: int = 0) -> list[str]:
 
 
 def wait(job_id: str, timeout_ms: int) -> dict[str, Any] | None:
-    """Block until the job is finished or `timeout_ms` passes; returns the job as it stands."""
-    client = get_redis()
-    if timeout_ms > 0 and client.hget(job_key(job_id), "status") not in TERMINAL:
-        client.blpop([done_key(job_id)], timeout=timeout_ms / 1000)
+    """Block until the job is finished or `timeout_ms` passes; returns the job as it stands.
+
+    For the one waiter of a job (the sync call that created it): the wake-up is consumed.
+    """
+    if timeout_ms > 0:
+        item = get_redis().blpop([done_key(job_id)], timeout=timeout_ms / 1000)
+        if item is not None:
+            return _from_flat(json.loads(item[1]))
     return get(job_id)

@@ -52,6 +52,13 @@ async def sleep(seconds: float, ctx: Context) -> str:
     return f"slept {seconds}"
 
 
+@mcp.tool(annotations=READ_ONLY)
+async def pause(ms: int) -> str:
+    """Wait `ms` milliseconds without progress notifications (a stand-in for real work)."""
+    await asyncio.sleep(ms / 1000)
+    return "ok"
+
+
 @mcp.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True))
 async def charge(amount: int, seconds: float = 0.0) -> str:
     """A side effect that must never run twice (counts itself, then waits)."""
