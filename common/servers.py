@@ -20,7 +20,6 @@ server changed, over the Redis pub/sub channel `<prefix>control`.
 from __future__ import annotations
 
 import ipaddress
-import json
 import re
 import socket
 from typing import Any
@@ -29,11 +28,11 @@ from urllib.parse import urlsplit
 import redis
 from marshmallow import Schema, ValidationError, fields, validate
 
+from common import control
 from common.config import Settings, get_settings
 from common.crypto import REDACTED, SECRET_MAPS, encrypt_config
 from common.errors import Conflict, Unprocessable
 from common.logs import get_logger
-from common.redis import get_redis, key
 
 log = get_logger(__name__)
 
@@ -129,6 +128,24 @@ def check_url(url: str, allow_private: bool) -> None:
         )
 
 
+def check_resolved_host(url: str, allow_private: bool) -> None:
+    """Refuse a hostname that resolves to a private or local address. The API checks only the
+    URL's text; workers call this before connecting (a name can point anywhere)."""
+    if allow_private:
+        return
+    host = (urlsplit(url).hostname or "").rstrip(".")
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except OSError:
+        return  # unresolvable: the connection itself will fail and say so
+    private = sorted(a for a in addresses if _private_address(a.split("%")[0]))
+    if private:
+        raise UrlNotAllowed(
+            f"The host {host!r} resolves to a private or local address.",
+            details={"host": host, "addresses": private},
+        )
+
+
 def check_command(command: str, env: dict[str, str], allowlist: tuple[str, ...]) -> None:
     if not allowlist:
         raise CommandNotAllowed("stdio servers are disabled: STDIO_COMMAND_ALLOWLIST is empty.")
@@ -182,8 +199,7 @@ def announce_server_change(server_id: str, action: str) -> None:
 
     Called after commit. A lost message is not fatal: workers also reconcile at every heartbeat.
     """
-    message = json.dumps({"action": action, "serverId": server_id})
     try:
-        get_redis().publish(key("control"), message)
+        control.publish(action, server_id)
     except redis.RedisError:
         log.warning("server_change_not_announced", server_id=server_id, action=action)

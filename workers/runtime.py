@@ -23,7 +23,7 @@ from mcp import ClientSession
 from mcp.shared.exceptions import MCPError
 
 from common.logs import get_logger
-from workers.transports import ServerSpec, open_transport
+from workers.transports import ServerSpec, enforce_policy, open_transport
 
 log = get_logger(__name__)
 
@@ -96,6 +96,7 @@ class SessionOwner:
     async def _hold_session(self) -> None:
         self.state = "connecting"
         self._wake.clear()  # stop() sets _stopping first, so no stop request is lost here
+        await asyncio.to_thread(enforce_policy, self.spec)
         async with (
             open_transport(self.spec) as (read, write),
             ClientSession(read, write, message_handler=self._on_message) as session,

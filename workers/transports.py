@@ -17,6 +17,9 @@ from mcp import StdioServerParameters, stdio_client
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
+from common.config import get_settings
+from common.servers import check_policy, check_resolved_host
+
 DEFAULT_HTTP_TIMEOUT_MS = 30_000
 
 
@@ -29,6 +32,16 @@ class ServerSpec:
     transport: str
     config: dict[str, Any] = field(repr=False)
     config_version: int = 1
+
+
+def enforce_policy(spec: ServerSpec) -> None:
+    """The API's command/URL policy again, at connect time: a server stored under an older,
+    looser policy is refused, and a URL's host is checked where it resolves (blocking: run it
+    off the event loop)."""
+    settings = get_settings()
+    check_policy(spec.transport, spec.config, settings)
+    if spec.transport != "stdio":
+        check_resolved_host(spec.config["url"], settings.allow_private_urls)
 
 
 def open_transport(spec: ServerSpec) -> AbstractAsyncContextManager:

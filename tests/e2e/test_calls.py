@@ -93,17 +93,19 @@ def test_a_slow_call_does_not_block_a_fast_one(worker, gateway, slug):
 
 def test_server_process_death_is_followed_by_reconnect_and_a_good_call(worker, gateway, slug):
     gateway.register(slug, "stdio", stdio_echo_config())
-    first_pid = gateway.call(f"{slug}.pid").json["result"]["structuredContent"]["result"]
+    first_pid = gateway.call(f"{slug}.pid", cache="bypass").json["result"]["structuredContent"][
+        "result"
+    ]
     os.kill(first_pid, signal.SIGKILL)
     # A read-only call is retried once across the reconnect, so it succeeds.
-    job = gateway.call(f"{slug}.pid").json
+    job = gateway.call(f"{slug}.pid", cache="bypass").json
     assert job["status"] == "succeeded", job
     assert job["result"]["structuredContent"]["result"] != first_pid
 
 
 def test_non_idempotent_call_on_a_dead_session_fails_without_retry(worker, gateway, slug):
     gateway.register(slug, "stdio", stdio_echo_config())
-    pid = gateway.call(f"{slug}.pid").json["result"]["structuredContent"]["result"]
+    pid = gateway.call(f"{slug}.pid", cache="bypass").json["result"]["structuredContent"]["result"]
     os.kill(pid, signal.SIGKILL)
     wait_for(lambda: _gone(pid), 5, "server process to exit")
     job = gateway.call(f"{slug}.charge", {"amount": 1}).json

@@ -8,7 +8,7 @@ from tests.harness import free_port, stdio_echo_config, wait_for
 
 
 def _pid(gateway, slug: str) -> int:
-    job = gateway.call(f"{slug}.pid").json
+    job = gateway.call(f"{slug}.pid", cache="bypass").json
     assert job["status"] == "succeeded", job
     return job["result"]["structuredContent"]["result"]
 
@@ -65,3 +65,14 @@ def test_refresh_rediscovers_tools_now(worker, gateway, slug):
     assert response.status_code == 200
     assert response.json["refresh"]["state"] == "ready"
     assert response.json["refresh"]["changes"]["unchanged"] == response.json["toolsCount"]
+
+
+def test_a_server_stored_under_a_looser_policy_is_refused_by_the_worker(worker, gateway, slug):
+    from common.crypto import encrypt_config
+    from tests.factories import insert_server
+
+    config = encrypt_config({"command": "/bin/sh", "args": [], "env": {}})
+    server = insert_server(slug, config=config, status="disconnected")
+    answered = gateway.connect(server.id)
+    assert answered["status"] == "error"
+    assert "STDIO_COMMAND_ALLOWLIST" in answered["lastError"]
