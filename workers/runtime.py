@@ -74,6 +74,7 @@ class SessionOwner:
         self._settled = asyncio.Event()  # set after each connect attempt, ready or failed
         self._wake = asyncio.Event()
         self._stopping = False
+        self._background: set[asyncio.Task] = set()
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"owner:{spec.slug}")
 
     # -- lifecycle (runs inside the owner task) ------------------------------------------
@@ -132,6 +133,20 @@ class SessionOwner:
     async def _on_message(self, message: Any) -> None:
         if isinstance(message, Exception):
             log.warning("transport_error", server=self.spec.slug, error=describe_error(message))
+        elif isinstance(message, mt.ToolListChangedNotification):
+            self._spawn(self.rediscover())
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def rediscover(self) -> list[mt.Tool]:
+        """List tools again on the live session and hand them to the registry hook."""
+        session = await self.session(CONNECT_TIMEOUT_SECONDS)
+        self.tools = await list_all_tools(session)
+        await self._on_ready(self, self.tools)
+        return self.tools
 
     # -- used by calls and the controller (on the loop) -----------------------------------
     def mark_broken(self) -> None:

@@ -76,3 +76,17 @@ def test_a_server_stored_under_a_looser_policy_is_refused_by_the_worker(worker, 
     answered = gateway.connect(server.id)
     assert answered["status"] == "error"
     assert "STDIO_COMMAND_ALLOWLIST" in answered["lastError"]
+
+
+def test_tools_list_changed_from_the_server_triggers_rediscovery_at_once(worker, gateway, slug):
+    server = gateway.register(slug, "stdio", stdio_echo_config())
+    assert gateway.call(f"{slug}.grow", {"name": "fresh"}).json["status"] == "succeeded"
+
+    def listed() -> bool:
+        query = f"/api/v1/tools?serverId={server['id']}&limit=200"
+        items = gateway.client.get(query, headers=gateway.headers).json["items"]
+        return "fresh" in {tool["name"] for tool in items}
+
+    wait_for(listed, 5, "the new tool to be discovered")
+    job = gateway.call(f"{slug}.fresh", {"text": "new"}).json
+    assert job["status"] == "succeeded", job

@@ -73,6 +73,15 @@ def fail(message: str) -> str:
     raise ValueError(message)
 
 
+@mcp.tool()
+async def grow(name: str, ctx: Context, notify: bool = True) -> str:
+    """Add a tool called `name` (it echoes), then announce tools/list_changed unless told not to."""
+    mcp.add_tool(lambda text: text, name=name, description=f"grown tool {name}")
+    if notify:
+        await ctx.session.send_tool_list_changed()
+    return f"added {name}"
+
+
 @mcp.tool(annotations=READ_ONLY)
 def pid() -> int:
     """The server's process id (tests kill it to break a session)."""
