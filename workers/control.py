@@ -168,14 +168,16 @@ class Controller:
     def heartbeat(self) -> None:
         process = self.process
         selection = process.selection
+        sessions = process.runtime.snapshot()
         write_heartbeat(
             process.nodename,
             {
                 "nodename": process.nodename,
                 "queues": sorted(self.queues),
                 "servers": "*" if selection.all_servers else sorted(selection.slugs),
-                "sessions": process.runtime.snapshot(),
+                "sessions": sessions,
                 "inFlight": sorted(process.in_flight),
+                "metrics": process.metrics.snapshot(sessions, len(process.in_flight)),
                 "at": time.time(),
             },
         )

@@ -11,6 +11,7 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
+from workers.metrics import WorkerMetrics
 from workers.runtime import Runtime
 
 SERVERS_ENV = "MCPGW_WORKER_SERVERS"
@@ -40,6 +41,7 @@ class WorkerProcess:
     runtime: Runtime
     controller: Any = None  # workers.control.Controller (set once started)
     in_flight: set[str] = field(default_factory=set)
+    metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
 
 
 _current: WorkerProcess | None = None
