@@ -10,6 +10,7 @@ import structlog
 from flask import Flask, g, request
 from flask_smorest import Api
 
+from api import ratelimit
 from api.auth import current_caller
 from api.context import init_context
 from api.errors import register_error_handlers
@@ -44,7 +45,7 @@ def _begin_request() -> None:
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=g.request_id)
     if request.path.startswith("/api/"):
-        current_caller()  # authenticate every API request; views check roles
+        ratelimit.enforce(current_caller())  # authenticate every API request; views check roles
 
 
 def _end_request(response):

@@ -8,13 +8,12 @@ import hmac
 from dataclasses import asdict, dataclass
 
 from flask import g, request
-from sqlalchemy import select
 
-from api.context import db
+from common import apikeys
 from common.config import get_settings
+from common.db import new_session
 from common.errors import Forbidden, Unauthorized
 from common.ids import hash_api_key
-from common.models import ApiKey
 
 ROLES = ("admin", "service", "agent")
 CALLER_TYPES = ("agent", "skill", "user")
@@ -53,10 +52,10 @@ def authenticate() -> Caller:
     token = _bearer_token()
     if hmac.compare_digest(token.encode(), get_settings().admin_token.encode()):
         return _bootstrap_admin()
-    row = db().scalar(select(ApiKey).where(ApiKey.key_hash == hash_api_key(token)))
-    if row is None or row.revoked_at is not None:
+    identity = apikeys.lookup(new_session, hash_api_key(token))
+    if identity is None:
         raise Unauthorized("A valid API key is required (Authorization: Bearer <key>).")
-    return Caller(row.caller_id, row.caller_type, row.agent_type, row.org_id, row.role, row.id)
+    return Caller(**identity)
 
 
 def current_caller() -> Caller:

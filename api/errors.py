@@ -65,7 +65,9 @@ def handle_http_exception(exc: HTTPException) -> tuple[Response, int]:
 
 
 def handle_gateway_error(exc: GatewayError) -> tuple[Response, int]:
-    return error_response(exc.status, exc.code, exc.message, exc.details)
+    response, status = error_response(exc.status, exc.code, exc.message, exc.details)
+    response.headers.update(exc.headers)
+    return response, status
 
 
 def handle_unexpected(exc: Exception) -> tuple[Response, int]:

@@ -22,7 +22,8 @@ def new_reply_key() -> str:
 
 
 def publish(action: str, server_id: str, slug: str | None = None, reply: str | None = None) -> None:
-    message = {"action": action, "serverId": server_id, "slug": slug, "reply": reply}
+    message = {"action": action, "serverId": server_id}
+    message.update({k: v for k, v in (("slug", slug), ("reply", reply)) if v is not None})
     get_redis().publish(channel(), json.dumps(message))
 
 

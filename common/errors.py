@@ -26,6 +26,7 @@ class GatewayError(Exception):
         self.code = code or self.code
         self.status = status or self.status
         self.details = details or {}
+        self.headers: dict[str, str] = {}
 
     def to_dict(self) -> dict[str, Any]:
         return {"error": {"code": self.code, "message": self.message, "details": self.details}}
@@ -53,3 +54,11 @@ class Unprocessable(GatewayError):
 
 class Unavailable(GatewayError):
     status, code = 503, "unavailable"
+
+
+class RateLimited(GatewayError):
+    status, code = 429, "rate_limited"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message, details={"retryAfterSeconds": retry_after})
+        self.headers = {"Retry-After": str(retry_after)}

@@ -19,6 +19,7 @@ from api.context import db
 from api.pagination import PageArgs, paginate
 from api.schemas.keys import KeyCreatedSchema, KeyCreateSchema, KeyPageSchema
 from api.schemas.servers import GatewayErrorSchema
+from common import apikeys
 from common.errors import NotFound
 from common.ids import hash_api_key, new_api_key
 from common.models import ApiKey, utcnow
@@ -81,3 +82,4 @@ class KeyById(MethodView):
         if row.revoked_at is None:
             row.revoked_at = utcnow()
             session.commit()
+        apikeys.forget(row.key_hash)
