@@ -13,7 +13,7 @@ from marshmallow import fields
 
 from api.auth import require_admin
 from api.context import db
-from api.routes.servers import _details, _own_server
+from api.routes.servers import own_server, server_details
 from api.schemas.servers import ServerDetailSchema
 from common import control
 from common.errors import Unavailable
@@ -48,7 +48,7 @@ def _holders(slug: str) -> int:
 
 
 def _set_desired(server_id: str, desired: str) -> Any:
-    server = _own_server(server_id, require_admin().org_id, for_update=True)
+    server = own_server(server_id, require_admin().org_id, for_update=True)
     server.desired_state = desired
     if desired == "disconnected":
         server.status = "disconnected"
@@ -58,14 +58,14 @@ def _set_desired(server_id: str, desired: str) -> Any:
 
 def _reloaded(server_id: str) -> dict[str, Any]:
     db().expire_all()
-    return _details(_own_server(server_id, require_admin().org_id))
+    return server_details(own_server(server_id, require_admin().org_id))
 
 
 @blp.route("/<string:server_id>/connect")
 class Connect(MethodView):
     @blp.response(200, ServerDetailSchema)
     def post(self, server_id: str):
-        server = _own_server(server_id, require_admin().org_id)
+        server = own_server(server_id, require_admin().org_id)
         _require_worker(server.slug)
         server = _set_desired(server_id, "connected")
         reply = control.new_reply_key()
@@ -91,7 +91,7 @@ class Disconnect(MethodView):
 class Refresh(MethodView):
     @blp.response(200, RefreshedServerSchema)
     def post(self, server_id: str):
-        server = _own_server(server_id, require_admin().org_id)
+        server = own_server(server_id, require_admin().org_id)
         _require_worker(server.slug)
         reply = control.new_reply_key()
         send(REFRESH_TOOLS, [server.id, reply], server_queue(server.slug))

@@ -50,7 +50,7 @@ def _admin_only_but_listing() -> None:
         require_admin()  # before the body is parsed: non-admins learn nothing about the schema
 
 
-def _own_server(server_id: str, org_id: str, for_update: bool = False) -> McpServer:
+def own_server(server_id: str, org_id: str, for_update: bool = False) -> McpServer:
     query = select(McpServer).where(McpServer.id == server_id, McpServer.org_id == org_id)
     server = db().scalar(query.with_for_update() if for_update else query)
     if server is None:
@@ -78,7 +78,7 @@ def _sessions(slug: str) -> list[dict[str, Any]]:
     return [{"worker": name, **state} for name, state in states if isinstance(state, dict)]
 
 
-def _details(server: McpServer) -> dict[str, Any]:
+def server_details(server: McpServer) -> dict[str, Any]:
     tools = select(func.count()).where(McpTool.server_id == server.id, McpTool.removed_at.is_(None))
     columns = {attr.key: getattr(server, attr.key) for attr in inspect(server).mapper.column_attrs}
     return {**columns, "tools_count": db().scalar(tools), "sessions": _sessions(server.slug)}
@@ -136,7 +136,7 @@ class ServerById(MethodView):
     @blp.response(200, ServerDetailSchema)
     @blp.alt_response(404, schema=GatewayErrorSchema, description="no such server in this org")
     def get(self, server_id: str):
-        return _details(_own_server(server_id, current_caller().org_id))
+        return server_details(own_server(server_id, current_caller().org_id))
 
     @blp.arguments(ServerUpdateSchema)
     @blp.response(200, ServerSchema)
@@ -144,7 +144,7 @@ class ServerById(MethodView):
         422, schema=GatewayErrorSchema, description="slug_immutable, policy, validation"
     )
     def put(self, data: dict, server_id: str):
-        server = _own_server(server_id, current_caller().org_id, for_update=True)
+        server = own_server(server_id, current_caller().org_id, for_update=True)
         _apply_update(server, data)
         db().commit()
         announce_server_change(server.id, "upsert")
@@ -153,7 +153,7 @@ class ServerById(MethodView):
     @blp.response(204)
     @blp.alt_response(404, schema=GatewayErrorSchema, description="no such server in this org")
     def delete(self, server_id: str):
-        server = _own_server(server_id, current_caller().org_id)
+        server = own_server(server_id, current_caller().org_id)
         session = db()
         session.delete(server)
         session.commit()
