@@ -109,6 +109,22 @@ class McpToolUsage(Base):
         Index("ix_usage_tool_created", "tool_id", "created_at"),
         Index("ix_usage_caller_created", "caller_id", "created_at"),
         Index("ix_usage_server_created", "server_id", "created_at"),
+        # Analytics (common.analytics) reads only these columns: index-only scans per org.
+        Index(
+            "ix_usage_org_created",
+            "org_id",
+            "created_at",
+            postgresql_include=[
+                "tool_id",
+                "server_id",
+                "server_slug",
+                "tool_name",
+                "caller_id",
+                "status",
+                "cached",
+                "duration_ms",
+            ],
+        ),
     )
 
     id: Mapped[str] = _id()

@@ -12,17 +12,23 @@ from celery import Celery, signals
 
 from common.config import ConfigError, get_settings
 from common.logs import configure_logging
-from common.queues import CONTROL_QUEUE, SWEEP, celery_config
+from common.queues import CONTROL_QUEUE, FLUSH_USAGE, SWEEP, celery_config
 
 try:
     settings = get_settings()
 except ConfigError as exc:
     sys.exit(f"configuration error: {exc}")
 
-app = Celery("mcp-gateway", include=["workers.tasks"])
+app = Celery("mcp-gateway", include=["workers.tasks", "workers.usage_writer"])
 app.conf.update(celery_config(settings))
 app.conf.beat_schedule = {
     "sweep-lost-jobs": {"task": SWEEP, "schedule": 5.0, "options": {"queue": CONTROL_QUEUE}},
+    # Safety net for the workers' own flush threads; a stale one is dropped, not run late.
+    "flush-usage": {
+        "task": FLUSH_USAGE,
+        "schedule": 5.0,
+        "options": {"queue": CONTROL_QUEUE, "expires": 10},
+    },
 }
 celery_app = app
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from common.logs import get_logger
 from workers import process as worker_process
+from workers import usage_writer
 from workers.control import Controller
 from workers.runtime import Runtime
 from workers.tasks import sweep_lost_jobs
@@ -43,6 +44,7 @@ def start(consumer) -> None:
     process.controller = controller
     worker_process.set_current(process)
     controller.start()
+    usage_writer.start_flusher()  # usage stream → Postgres every second (design §4)
     log.info("worker_started", nodename=nodename, queues=sorted(controller.queues))
 
 
@@ -52,6 +54,7 @@ def stop() -> None:
     except RuntimeError:
         return
     process.controller.stop()
+    usage_writer.stop_flusher()  # after the last call finished: flushes what it recorded
     process.runtime.shutdown()
     worker_process.set_current(None)
     log.info("worker_stopped", nodename=process.nodename)

@@ -1,5 +1,6 @@
 """One blueprint per resource."""
 
+from api.routes.analytics import blp as analytics
 from api.routes.calls import blp as calls
 from api.routes.health import blp as health
 from api.routes.keys import blp as keys
@@ -8,4 +9,4 @@ from api.routes.server_actions import blp as server_actions
 from api.routes.servers import blp as servers
 from api.routes.tools import blp as tools
 
-BLUEPRINTS = [health, keys, servers, tools, permissions, calls, server_actions]
+BLUEPRINTS = [health, keys, servers, tools, permissions, calls, server_actions, analytics]
