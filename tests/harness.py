@@ -14,6 +14,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -113,7 +115,19 @@ class Peer:
         self.proc = subprocess.Popen(
             self.cmd, cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        wait_for(lambda: port_open(self.port), 20, f"peer on port {self.port}")
+        wait_for(self._answers, 20, f"peer on port {self.port}")
+
+    def _answers(self) -> bool:
+        """Serving HTTP (not only listening): any answer below 500 will do."""
+        if not port_open(self.port):
+            return False
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/", timeout=2):
+                return True
+        except urllib.error.HTTPError as error:
+            return error.code < 500
+        except OSError:
+            return False
 
     @property
     def url(self) -> str:

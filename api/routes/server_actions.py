@@ -17,7 +17,7 @@ from api.routes.servers import own_server, server_details
 from api.schemas.servers import ServerDetailSchema
 from common import control
 from common.errors import Unavailable
-from common.heartbeats import live_workers, queue_is_consumed
+from common.heartbeats import HEARTBEAT_INTERVAL_SECONDS, live_workers, queue_is_consumed
 from common.queues import REFRESH_TOOLS, send, server_queue
 
 blp = Blueprint(
@@ -26,7 +26,8 @@ blp = Blueprint(
 
 CONNECT_WAIT_SECONDS = 30.0
 DISCONNECT_WAIT_SECONDS = 15.0
-WORKER_APPEAR_SECONDS = 3.0  # a `*` worker starts consuming a new server's queue within this
+# A `*` worker hears of a new server at once (pub/sub) and at its next reconcile at the latest.
+WORKER_APPEAR_SECONDS = HEARTBEAT_INTERVAL_SECONDS + 1.0
 
 
 class RefreshedServerSchema(ServerDetailSchema):

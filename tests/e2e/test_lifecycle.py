@@ -73,6 +73,7 @@ def test_a_server_stored_under_a_looser_policy_is_refused_by_the_worker(worker, 
 
     config = encrypt_config({"command": "/bin/sh", "args": [], "env": {}})
     server = insert_server(slug, config=config, status="disconnected")
+    worker.wait_consuming(server_queue(slug))  # found by its reconcile: no API announced it
     answered = gateway.connect(server.id)
     assert answered["status"] == "error"
     assert "STDIO_COMMAND_ALLOWLIST" in answered["lastError"]
