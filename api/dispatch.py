@@ -1,21 +1,34 @@
-"""A tool call's way through the API (design §2): resolve the tool, check it may be called,
-write the job record, enqueue `mcp.call_tool` on the server's queue, and (sync) wait.
+"""A tool call's way through the API (design §2 steps 2-6): resolve the tool, check the caller
+may call it, validate the arguments, answer from the cache, or write the job record, enqueue
+`mcp.call_tool` on the server's queue and (sync) wait.
+
+A cache hit is a job too: it gets a fresh job id and a `succeeded` job record with `cached: true`
+(one pipelined write), so `GET /jobs/<id>` answers for it like for any other call. Identical
+concurrent misses share one execution (single-flight, `common.cache`): a sync follower waits for
+the leading job within its own waitMs and answers from the cache; if the leader ends without a
+cacheable result, or the follower's waitMs runs out first, the follower runs its own job. Async
+callers never wait on another caller's job.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from api.auth import Caller
-from common import jobs
+from common import cache, jobs
 from common.config import get_settings
 from common.errors import Conflict, Forbidden, NotFound, Unavailable
 from common.heartbeats import queue_is_consumed
 from common.ids import new_id
+from common.permissions import is_allowed
 from common.queues import CALL_TOOL, send, server_queue
 from common.registry import ToolRef, find_tool
+from common.usage import record_usage
+
+DEFAULT_WAIT_MS = 30_000
 
 
 @dataclass(frozen=True)
@@ -56,35 +69,137 @@ def resolve_tool(org_id: str, body: dict[str, Any]) -> ToolRef:
     return tool
 
 
-def enqueue(caller: Caller, who: Identity, tool: ToolRef, body: dict[str, Any]) -> str:
-    queue = server_queue(tool.server_slug)
-    if not queue_is_consumed(queue):
-        raise Unavailable(f"No worker is serving {tool.server_slug}.", code="no_worker")
-    settings = get_settings()
-    job_id = new_id()
-    jobs.create(
-        job_id,
-        {
-            "jobId": job_id,
-            "orgId": caller.org_id,
-            "requester": caller.caller_id,
-            "caller": who.as_dict(),
-            "tool": tool.qualified_name,
-            "toolId": tool.tool_id,
-            "toolName": tool.name,
-            "serverId": tool.server_id,
-            "serverSlug": tool.server_slug,
-            "retryable": tool.retryable,
-            "cached": False,
-            "createdAt": jobs.now_ms(),
-            "request": {
-                "arguments": body.get("arguments") or {},
-                "timeoutMs": body.get("timeoutMs") or settings.call_timeout_ms,
-            },
-        },
+def _usage(org_id: str, who: Identity, tool: ToolRef, arguments: Any, **fields: Any) -> dict:
+    return dict(
+        org_id=org_id,
+        tool_id=tool.tool_id,
+        server_id=tool.server_id,
+        tool_name=tool.name,
+        server_slug=tool.server_slug,
+        caller_id=who.caller_id,
+        caller_type=who.caller_type,
+        agent_type=who.agent_type,
+        input=arguments,
+        **fields,
     )
-    send(CALL_TOOL, [job_id], queue, argsrepr=f"('{job_id}',)")
-    return job_id
+
+
+def authorize(caller: Caller, who: Identity, tool: ToolRef, arguments: Any) -> None:
+    """The permission matrix, for `who`'s agentType; a refusal is recorded as usage."""
+    allowed, source = is_allowed(tool.tool_id, who.agent_type)
+    if allowed:
+        return
+    message = f"agentType {who.agent_type!r} may not call {tool.qualified_name}."
+    record_usage(
+        **_usage(caller.org_id, who, tool, arguments, status="denied", duration_ms=0),
+        job_id=None,
+        output=None,
+        error_code="permission_denied",
+        cached=False,
+    )
+    details = {"tool": tool.qualified_name, "agentType": who.agent_type, "source": source}
+    raise Forbidden(message, code="permission_denied", details=details)
+
+
+def _job_fields(caller: Caller, who: Identity, tool: ToolRef, job_id: str) -> dict[str, Any]:
+    return {
+        "jobId": job_id,
+        "orgId": caller.org_id,
+        "requester": caller.caller_id,
+        "caller": who.as_dict(),
+        "tool": tool.qualified_name,
+        "toolId": tool.tool_id,
+        "toolName": tool.name,
+        "serverId": tool.server_id,
+        "serverSlug": tool.server_slug,
+        "retryable": tool.retryable,
+    }
+
+
+def _answer_hit(
+    caller: Caller, who: Identity, tool: ToolRef, arguments: Any, result: dict, started: float
+) -> dict[str, Any]:
+    job_id, now = new_id(), jobs.now_ms()
+    duration_ms = round((time.perf_counter() - started) * 1000)
+    job = {
+        **_job_fields(caller, who, tool, job_id),
+        "status": "succeeded",
+        "cached": True,
+        "result": result,
+        "durationMs": duration_ms,
+        "createdAt": now,
+        "finishedAt": now,
+        "request": {"arguments": arguments},
+    }
+    jobs.create(job_id, job)
+    record_usage(
+        **_usage(caller.org_id, who, tool, arguments, status="success", duration_ms=duration_ms),
+        job_id=job_id,
+        output=result,
+        error_code=None,
+        cached=True,
+    )
+    return job
+
+
+def _require_worker(tool: ToolRef) -> None:
+    if not queue_is_consumed(server_queue(tool.server_slug)):
+        raise Unavailable(f"No worker is serving {tool.server_slug}.", code="no_worker")
+
+
+def enqueue(
+    caller: Caller,
+    who: Identity,
+    tool: ToolRef,
+    body: dict[str, Any],
+    job_id: str,
+    cache_spec: dict[str, Any] | None = None,
+) -> None:
+    """Write the job record (`queued`) and send `mcp.call_tool` on the server's queue."""
+    request: dict[str, Any] = {
+        "arguments": body.get("arguments") or {},
+        "timeoutMs": body.get("timeoutMs") or get_settings().call_timeout_ms,
+    }
+    if cache_spec:
+        request["cache"] = cache_spec
+    fields = {**_job_fields(caller, who, tool, job_id), "cached": False, "request": request}
+    jobs.create(job_id, {**fields, "createdAt": jobs.now_ms()})
+    send(CALL_TOOL, [job_id], server_queue(tool.server_slug), argsrepr=f"('{job_id}',)")
+
+
+def call(caller: Caller, who: Identity, tool: ToolRef, body: dict[str, Any], started: float):
+    """Run a permitted, valid call; returns the job as it stands when the caller is answered."""
+    arguments = body.get("arguments") or {}
+    plan = cache.plan_for(tool, arguments, body.get("cache", "use"))
+    sync = body.get("mode", "sync") == "sync"
+    deadline = started + (body.get("waitMs", DEFAULT_WAIT_MS) / 1000 if sync else 0)
+    if plan.read and (hit := cache.lookup(plan.key)) is not None:
+        return _answer_hit(caller, who, tool, arguments, hit, started)
+    _require_worker(tool)
+    job_id, leading = new_id(), False
+    if plan.read:
+        timeout_ms = body.get("timeoutMs") or get_settings().call_timeout_ms
+        leader = cache.take_lock(plan, job_id, timeout_ms)
+        leading = leader is None
+        if leader is not None and sync:
+            cache.follow(plan, leader, _left_ms(deadline))
+            if (hit := cache.lookup(plan.key)) is not None:
+                return _answer_hit(caller, who, tool, arguments, hit, started)
+    try:
+        enqueue(caller, who, tool, body, job_id, plan.for_job(leading))
+    except BaseException:
+        if leading:
+            cache.release_lock(plan, job_id)
+        raise
+    if not sync:
+        return jobs.get(job_id)
+    if leading:  # followers wait on this job too: pass the wake-up on
+        return cache.wait_shared(job_id, _left_ms(deadline))
+    return jobs.wait(job_id, _left_ms(deadline))
+
+
+def _left_ms(deadline: float) -> float:
+    return max(0.0, (deadline - time.perf_counter()) * 1000)
 
 
 def _iso(ms: int | None) -> str | None:

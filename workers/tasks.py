@@ -8,11 +8,12 @@ import asyncio
 import time
 from typing import Any
 
+import redis
 from celery import shared_task
 from mcp.shared.exceptions import MCPError
 
+from common import cache, jobs
 from common import control as control_channel
-from common import jobs
 from common.heartbeats import is_alive
 from common.logs import get_logger
 from common.queues import CALL_TOOL, REFRESH_TOOLS, SWEEP, send, server_queue
@@ -116,6 +117,10 @@ def call_tool(job_id: str) -> None:
     finally:
         process.in_flight.discard(job_id)
     duration_ms = round((time.perf_counter() - started) * 1000)
+    try:  # before the job is done: a caller who saw it finish gets a hit next
+        cache.settle(job, fields)
+    except redis.RedisError:
+        log.exception("cache_write_failed", job_id=job_id)
     if jobs.finish(job_id, {**fields, "durationMs": duration_ms}, worker=process.nodename):
         record_usage(**_usage_from(job, fields, duration_ms))
 

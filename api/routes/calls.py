@@ -1,20 +1,23 @@
-"""`POST /api/v1/tools/call`: sync (wait up to waitMs, then 200 or 202) or async (202 at once).
-`GET /api/v1/jobs/<jobId>`: the job as it stands, for its caller or an admin."""
+"""`POST /api/v1/tools/call`: permission, argument validation, cache, then sync (wait up to
+waitMs, then 200 or 202) or async (202 at once). `GET /api/v1/jobs/<jobId>`: the job as it
+stands, for its caller or an admin."""
 
 from __future__ import annotations
+
+import time
 
 from flask import url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from api.auth import current_caller
-from api.dispatch import enqueue, identity_for, job_view, resolve_tool, visible_job
+from api.dispatch import authorize, call, identity_for, job_view, resolve_tool, visible_job
 from api.schemas.calls import CallRequestSchema, JobSchema
+from api.schemas.servers import GatewayErrorSchema as ErrorSchema
 from common import jobs
+from common.arguments import validate_arguments
 
 blp = Blueprint("calls", __name__, url_prefix="/api/v1", description="Tool calls and jobs")
-
-DEFAULT_WAIT_MS = 30_000
 
 
 def _accepted(job: dict):
@@ -25,16 +28,19 @@ def _accepted(job: dict):
 @blp.route("/tools/call")
 class ToolCall(MethodView):
     @blp.arguments(CallRequestSchema)
-    @blp.response(200, JobSchema, description="The call finished within waitMs")
+    @blp.response(200, JobSchema, description="Finished within waitMs, or a cache hit")
     @blp.alt_response(202, schema=JobSchema, description="Queued or still running: poll Location")
+    @blp.alt_response(403, schema=ErrorSchema, description="permission_denied by the matrix")
+    @blp.alt_response(422, schema=ErrorSchema, description="invalid_arguments: failing paths")
+    @blp.alt_response(503, schema=ErrorSchema, description="no_worker serves the tool's server")
     def post(self, body):
+        started = time.perf_counter()
         caller = current_caller()
         who = identity_for(caller, body.get("onBehalfOf"))
         tool = resolve_tool(caller.org_id, body)
-        job_id = enqueue(caller, who, tool, body)
-        if body["mode"] == "async":
-            return _accepted(jobs.get(job_id))
-        job = jobs.wait(job_id, body.get("waitMs", DEFAULT_WAIT_MS))
+        authorize(caller, who, tool, body["arguments"])
+        validate_arguments(tool, body["arguments"])
+        job = call(caller, who, tool, body, started)
         if job["status"] in jobs.TERMINAL:
             return job_view(job)
         return _accepted(job)

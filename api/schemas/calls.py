@@ -24,7 +24,15 @@ class CallRequestSchema(Schema):
     mode = fields.String(load_default="sync", validate=validate.OneOf(("sync", "async")))
     waitMs = fields.Integer(strict=True, validate=validate.Range(min=0))
     timeoutMs = fields.Integer(strict=True, validate=validate.Range(min=1))
-    cache = fields.String(load_default="use", validate=validate.OneOf(("use", "bypass", "refresh")))
+    cache = fields.String(
+        load_default="use",
+        validate=validate.OneOf(("use", "bypass", "refresh")),
+        metadata={
+            "description": "use: answer from the result cache when the tool is cacheable, "
+            "and store the result; refresh: run the call and store the result; "
+            "bypass: neither read nor write"
+        },
+    )
     onBehalfOf = fields.Nested(OnBehalfOfSchema)
 
     @validates_schema
@@ -52,7 +60,7 @@ class JobSchema(Schema):
     )
     error = fields.Dict(metadata={"description": "gateway failure: code and message"})
     progress = fields.Dict()
-    cached = fields.Boolean()
+    cached = fields.Boolean(metadata={"description": "answered from the result cache"})
     attempt = fields.Integer()
     durationMs = fields.Integer(allow_none=True)
     createdAt = fields.String()
