@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from flask import g
+
 from api.auth import Caller
 from common import cache, jobs
 from common.config import get_settings
@@ -113,6 +115,7 @@ def _job_fields(caller: Caller, who: Identity, tool: ToolRef, job_id: str) -> di
         "serverId": tool.server_id,
         "serverSlug": tool.server_slug,
         "retryable": tool.retryable,
+        "requestId": g.get("request_id", ""),  # the worker logs it too: one id per call
     }
 
 

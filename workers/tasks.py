@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import redis
+import structlog
 from celery import shared_task
 from mcp.shared.exceptions import MCPError
 
@@ -100,6 +101,19 @@ def _execute(job: dict[str, Any]) -> dict[str, Any]:
     return _failure("server_unavailable", "The session could not be used.")
 
 
+def _bind_log_context(job: dict[str, Any]) -> None:
+    """The same ids as the API's lines for this call (design: one request id end to end)."""
+    caller = job.get("caller") or {}
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(
+        request_id=job.get("requestId", ""),
+        job_id=job.get("jobId"),
+        server=job.get("serverSlug"),
+        tool=job.get("toolName"),
+        caller=caller.get("callerId"),
+    )
+
+
 @shared_task(name=CALL_TOOL, ignore_result=True)
 def call_tool(job_id: str) -> None:
     process = worker_process.current()
@@ -107,6 +121,7 @@ def call_tool(job_id: str) -> None:
     if job is None:
         log.info("job_not_claimable", job_id=job_id)  # finished, or another worker has it
         return
+    _bind_log_context(job)
     process.in_flight.add(job_id)
     started = time.perf_counter()
     try:
@@ -123,6 +138,8 @@ def call_tool(job_id: str) -> None:
         log.exception("cache_write_failed", job_id=job_id)
     if jobs.finish(job_id, {**fields, "durationMs": duration_ms}, worker=process.nodename):
         record_usage(**_usage_from(job, fields, duration_ms))
+    process.metrics.observe_call(job.get("serverSlug", ""), fields["status"], duration_ms / 1000)
+    log.info("call_finished", status=fields["status"], duration_ms=duration_ms)
 
 
 @shared_task(name=REFRESH_TOOLS, ignore_result=True)
@@ -164,6 +181,7 @@ def _settle_lost(job: dict[str, Any]) -> int:
             return 1
         return 0
     fields = _failure("worker_lost", "The worker running this call stopped; it was not retried.")
+    cache.settle(job, fields)  # releases a single-flight lock the lost call held
     if jobs.finish(job_id, fields, worker=worker):
         record_usage(**_usage_from(job, fields, 0))
         log.warning("job_lost", job_id=job_id, lost_worker=worker)

@@ -16,6 +16,9 @@ from api.schemas.calls import CallRequestSchema, JobSchema
 from api.schemas.servers import GatewayErrorSchema as ErrorSchema
 from common import jobs
 from common.arguments import validate_arguments
+from common.logs import get_logger
+
+log = get_logger(__name__)
 
 blp = Blueprint("calls", __name__, url_prefix="/api/v1", description="Tool calls and jobs")
 
@@ -41,6 +44,14 @@ class ToolCall(MethodView):
         authorize(caller, who, tool, body["arguments"])
         validate_arguments(tool, body["arguments"])
         job = call(caller, who, tool, body, started)
+        log.info(
+            "tool_call",
+            job_id=job["jobId"],
+            tool=tool.qualified_name,
+            caller=who.caller_id,
+            status=job["status"],
+            cached=bool(job.get("cached")),
+        )
         if job["status"] in jobs.TERMINAL:
             return job_view(job)
         return _accepted(job)

@@ -75,7 +75,10 @@ def test_sixteen_concurrent_calls_overlap_on_one_session(worker, gateway, slug):
     gateway.register(slug, "stdio", stdio_echo_config())
     started = time.monotonic()
     with ThreadPoolExecutor(16) as pool:
-        futures = [pool.submit(gateway.call, f"{slug}.sleep", {"seconds": 0.5}) for _ in range(16)]
+        futures = [
+            pool.submit(gateway.call, f"{slug}.sleep", {"seconds": 0.5}, cache="bypass")
+            for _ in range(16)
+        ]
         results = [f.result() for f in futures]
     elapsed = time.monotonic() - started
     assert all(r.status_code == 200 and r.json["status"] == "succeeded" for r in results)

@@ -60,7 +60,7 @@ def test_two_workers_on_one_queue_both_take_work(spawn_worker, gateway, slug):
     first, second = spawn_worker(slug), spawn_worker(slug)
     gateway.register(slug, "stdio", stdio_echo_config())
     ids = [
-        gateway.call(f"{slug}.sleep", {"seconds": 0.4}, mode="async").json["jobId"]
+        gateway.call(f"{slug}.sleep", {"seconds": 0.4}, mode="async", cache="bypass").json["jobId"]
         for _ in range(12)
     ]
     wait_for(lambda: all(gateway.job(i).json["status"] == "succeeded" for i in ids), 20, "all jobs")
