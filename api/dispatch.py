@@ -88,7 +88,7 @@ def _usage(org_id: str, who: Identity, tool: ToolRef, arguments: Any, **fields: 
 
 def authorize(caller: Caller, who: Identity, tool: ToolRef, arguments: Any) -> None:
     """The permission matrix, for `who`'s agentType; a refusal is recorded as usage."""
-    allowed, source = is_allowed(tool.tool_id, who.agent_type)
+    allowed, source = is_allowed(tool.tool_id, who.agent_type, token=tool.version)
     if allowed:
         return
     message = f"agentType {who.agent_type!r} may not call {tool.qualified_name}."

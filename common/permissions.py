@@ -6,11 +6,11 @@ which wins over PERMISSION_DEFAULT. `resolve` is that rule as a pure function, a
 by the database.
 
 Hot path (`is_allowed`, once per tool call). Each process caches every tool's rules in memory,
-tagged with a *permissions token* kept in Redis at `key("perm", "version")`. A call reads that
-one key (one Redis GET, no database) and uses the cached rules only if they were loaded under
-the current token; otherwise it loads the tool's rules from Postgres once. Every change writes
-a fresh random token after its transaction commits (`invalidate`), so the very next call in
-every process misses and reloads.
+tagged with the *registry token* (`common.registry`, one Redis key that also versions tool
+lookups). A call passes the token its tool lookup just read (no extra round trip) and uses the
+cached rules only if they were loaded under it; otherwise it loads the tool's rules from Postgres
+once. Every change writes a fresh random token after its transaction commits (`invalidate`, and
+the registry's session events), so the very next call in every process misses and reloads.
 
 Why not a Redis hash per tool, filled on a miss and deleted on change? A fill that read
 Postgres just before a change commits can write the old rules back after the change deleted
@@ -34,12 +34,12 @@ from sqlalchemy import ColumnElement, delete, func, literal, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from common import registry
 from common.config import get_settings
 from common.db import new_session
 from common.ids import new_id
 from common.logs import get_logger
 from common.models import McpServer, McpTool, McpToolPermission, utcnow
-from common.redis import get_redis, key
 
 log = get_logger(__name__)
 
@@ -152,22 +152,9 @@ def write_rules(session: Session, rules: list[tuple[str, str, bool | None]]) -> 
             )
 
 
-def version_key() -> str:
-    return key("perm", "version")
-
-
 def invalidate() -> None:
     """Make every process reload rules on its next call. Call after the change commits."""
-    get_redis().set(version_key(), new_id())
-
-
-def current_token() -> str:
-    client = get_redis()
-    token = client.get(version_key())
-    if token is None:  # first use, or Redis lost it: start a token nobody has cached under
-        client.set(version_key(), new_id(), nx=True)
-        token = client.get(version_key())
-    return token
+    registry.bump_version()
 
 
 @dataclass
@@ -196,9 +183,11 @@ class PermissionCache:
                 state = self._state = _State(token)
             return state
 
-    def rules(self, tool_id: str, session: Session | None = None) -> Rules:
+    def rules(
+        self, tool_id: str, session: Session | None = None, token: str | None = None
+    ) -> Rules:
         try:
-            state = self._state_for(current_token())
+            state = self._state_for(token or registry.current_version())
         except redis.RedisError:
             log.warning("permission_cache_bypassed", reason="redis unreachable")
             self._state = None
@@ -213,10 +202,14 @@ class PermissionCache:
         return cached
 
     def is_allowed(
-        self, tool_id: str, agent_type: str, session: Session | None = None
+        self,
+        tool_id: str,
+        agent_type: str,
+        session: Session | None = None,
+        token: str | None = None,
     ) -> tuple[bool, str]:
         default_allowed = get_settings().permission_default_allowed
-        return resolve(self.rules(tool_id, session), agent_type, default_allowed)
+        return resolve(self.rules(tool_id, session, token), agent_type, default_allowed)
 
 
 def _load(tool_id: str, session: Session | None) -> Rules:
@@ -229,6 +222,9 @@ def _load(tool_id: str, session: Session | None) -> Rules:
 _cache = PermissionCache()
 
 
-def is_allowed(tool_id: str, agent_type: str, session: Session | None = None) -> tuple[bool, str]:
-    """(allowed, source) for a call; one Redis GET, Postgres only on a cache miss."""
-    return _cache.is_allowed(tool_id, agent_type, session)
+def is_allowed(
+    tool_id: str, agent_type: str, session: Session | None = None, token: str | None = None
+) -> tuple[bool, str]:
+    """(allowed, source) for a call. `token`: the registry token the caller already read this
+    call (no Redis round trip then); otherwise one GET. Postgres only on a cache miss."""
+    return _cache.is_allowed(tool_id, agent_type, session, token)

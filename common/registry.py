@@ -1,20 +1,22 @@
 """Tool lookup for the hot path: `slug.tool` or a tool id → everything a call needs.
 
-Answers from a per-process cache that is checked against a Redis version counter (one GET per
-lookup); every committed change to servers, tools or permissions bumps the counter (SQLAlchemy
-session events below), so no change is ever served stale beyond the next lookup.
+Answers from a per-process cache that is checked against a Redis version token (one GET per
+lookup); every committed change to servers, tools or permissions replaces the token (SQLAlchemy
+session events below), so no change is ever served stale beyond the next lookup. The permission
+cache (common.permissions) is checked against the same token, read once per call.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from common.db import new_session
+from common.ids import new_id
 from common.models import McpServer, McpTool, McpToolPermission
 from common.redis import get_redis, key
 
@@ -37,6 +39,7 @@ class ToolRef:
     annotations: dict[str, Any]
     cache_ttl_seconds: int | None
     definition_hash: str
+    version: str = ""  # the registry token this was read under (permissions reuse it)
 
     @property
     def qualified_name(self) -> str:
@@ -53,7 +56,19 @@ def version_key() -> str:
 
 
 def bump_version() -> None:
-    get_redis().incr(version_key())
+    """Make every process drop what it cached (servers, tools, permissions). After commit."""
+    get_redis().set(version_key(), new_id())
+
+
+def current_version() -> str:
+    """The registry token. Random, not a counter: a Redis that lost the key can never bring
+    back a value some process still holds a stale cache under."""
+    client = get_redis()
+    token = client.get(version_key())
+    if token is None:
+        client.set(version_key(), new_id(), nx=True)
+        token = client.get(version_key())
+    return token
 
 
 class _Cache:
@@ -63,7 +78,7 @@ class _Cache:
         self._by_key: dict[tuple[str, str], ToolRef | None] = {}
 
     def lookup(self, org_id: str, ref: str, loader) -> ToolRef | None:
-        current = get_redis().get(version_key()) or "0"
+        current = current_version()
         with self._lock:
             if current != self._version:
                 self._by_key.clear()
@@ -71,6 +86,8 @@ class _Cache:
             if (org_id, ref) in self._by_key:
                 return self._by_key[(org_id, ref)]
         found = loader(org_id, ref)
+        if found is not None:
+            found = replace(found, version=current)
         with self._lock:
             if self._version == current:
                 self._by_key[(org_id, ref)] = found

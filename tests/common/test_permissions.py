@@ -20,17 +20,16 @@ from common.models import McpToolPermission
 from common.permissions import (
     PermissionCache,
     allowed_tool_ids,
-    current_token,
     invalidate,
     is_allowed,
     is_valid_agent_type,
     load_rules,
     load_rules_many,
     resolve,
-    version_key,
     write_rules,
 )
 from common.redis import get_redis
+from common.registry import current_version, version_key
 from tests.factories import insert_server, insert_tool
 
 # (rules, agentType asked, PERMISSION_DEFAULT allows?) → (allowed, source)
@@ -222,14 +221,25 @@ def test_a_tool_without_rules_is_cached_too(clean_state):
     assert statements == []
 
 
-def test_cached_rules_are_served_until_invalidated_then_reloaded_on_the_next_call(clean_state):
+def test_a_committed_rule_change_is_seen_on_the_very_next_call(clean_state):
     tool = insert_tool(insert_server("demo"))
     cache = PermissionCache()
     assert cache.is_allowed(tool.id, "researcher") == (True, "default")
+    with session_scope() as session:  # the commit itself replaces the registry token
+        write_rules(session, [(tool.id, "researcher", False)])
+    assert cache.is_allowed(tool.id, "researcher") == (False, "explicit")
+
+
+def test_rules_cached_under_a_token_are_served_while_it_stands(clean_state):
+    tool = insert_tool(insert_server("demo"))
+    cache = PermissionCache()
+    token = current_version()
+    assert cache.is_allowed(tool.id, "researcher", token=token) == (True, "default")
     with session_scope() as session:
         write_rules(session, [(tool.id, "researcher", False)])
-    assert cache.is_allowed(tool.id, "researcher") == (True, "default")  # not yet told
-    invalidate()
+    # Under the token this call read before the change, its cached view stays consistent...
+    assert cache.is_allowed(tool.id, "researcher", token=token) == (True, "default")
+    invalidate()  # ...and the next call, under a new token, reloads.
     assert cache.is_allowed(tool.id, "researcher") == (False, "explicit")
 
 
@@ -247,7 +257,7 @@ def test_a_load_that_read_postgres_before_a_change_is_never_served_after_it(clea
     tool = insert_tool(insert_server("demo"))
     cache = PermissionCache()
     # A reader takes the token, then reads Postgres just before a change commits...
-    state = cache._state_for(current_token())
+    state = cache._state_for(current_version())
     with session_scope() as session:
         stale = load_rules(session, tool.id)
     with session_scope() as session:
@@ -261,12 +271,12 @@ def test_a_load_that_read_postgres_before_a_change_is_never_served_after_it(clea
 def test_a_lost_version_key_starts_a_fresh_token_instead_of_reusing_an_old_one(clean_state):
     tool = insert_tool(insert_server("demo"))
     cache = PermissionCache()
-    before = current_token()
+    before = current_version()
     assert cache.is_allowed(tool.id, "researcher") == (True, "default")
     with session_scope() as session:
         write_rules(session, [(tool.id, "researcher", False)])
     get_redis().delete(version_key())  # e.g. Redis restarted without persistence
-    assert current_token() != before
+    assert current_version() != before
     assert cache.is_allowed(tool.id, "researcher") == (False, "explicit")
 
 
