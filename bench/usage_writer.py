@@ -1,8 +1,9 @@
 """Usage writer throughput: records/s moved from the Redis stream into Postgres.
 
-    .venv/bin/python bench/usage_writer.py [--records 50000] [--batch 1000]
+    .venv/bin/python bench/usage_writer.py [--records 50000] [--batch 1000] [--preload 1000000]
 
-Creates a scratch database (migrated to head) and Redis prefix of its own, buffers `--records`
+Creates a scratch database (migrated to head; `--preload` rows already in the table, as
+bench/analytics.py loads them) and Redis prefix of its own, buffers `--records`
 realistic usage records with `record_usage` (the same path the API and workers take; its rate is
 printed too), then times `flush_usage` draining the stream, checks every record is in Postgres
 exactly once, and drops everything it made.
@@ -53,6 +54,18 @@ def _record(i: int) -> dict:
     )
 
 
+def _preload(rows: int) -> None:
+    from analytics import LOAD  # bench/analytics.py: the same synthetic month of usage
+
+    conn = psycopg2.connect(os.environ["DATABASE_URL"])
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute(LOAD.format(rows=rows, days=30).replace("'j' || i", "'pre' || i"))
+        cur.execute("VACUUM ANALYZE mcp_tool_usage")
+    conn.close()
+    print(f"preloaded {rows:,} rows")
+
+
 def run(records: int, batch: int) -> None:
     from common.db import get_engine
     from common.redis import get_redis
@@ -73,7 +86,8 @@ def run(records: int, batch: int) -> None:
 
     with get_engine().connect() as conn:
         rows, distinct = conn.exec_driver_sql(
-            "SELECT count(*), count(DISTINCT job_id) FROM mcp_tool_usage"
+            "SELECT count(*), count(DISTINCT job_id) FROM mcp_tool_usage WHERE job_id LIKE %s",
+            ("job%",),
         ).one()
     assert rows == distinct == records, (rows, distinct, records)
     assert get_redis().xlen(os.environ["REDIS_PREFIX"] + "usage") == 0
@@ -85,6 +99,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=int, default=50_000)
     parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--preload", type=int, default=0, help="rows in the table beforehand")
     args = parser.parse_args()
     run_id = secrets.token_hex(4)
     db = f"mcpgw_bench_usage_{run_id}"
@@ -99,6 +114,8 @@ def main() -> None:
     _admin(f'CREATE DATABASE "{db}"')
     try:
         subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], cwd=ROOT, check=True)
+        if args.preload:
+            _preload(args.preload)
         run(args.records, args.batch)
     finally:
         from common.redis import get_redis

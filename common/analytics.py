@@ -3,8 +3,9 @@ computed in one SQL aggregate over `mcp_tool_usage` (design §5).
 
 Always scoped to one org and a half-open time window [start, end). Usage rows carry the tool
 name and server slug they were recorded with, so usage of deleted servers and tools still counts
-and no join is needed. Index `ix_usage_org_created` (org_id, created_at) includes every
-column these queries read, so they run as index-only scans.
+and no join is needed. Index `ix_usage_org_created` (org_id, created_at) includes every column
+the aggregate reads, so it runs as an index-only scan; the cost that remains grows with the rows
+in the window (percentile_cont sorts them all).
 """
 
 from __future__ import annotations
@@ -44,22 +45,19 @@ def _key(group_by: str) -> ColumnElement:
         return func.date_trunc(unit, U.created_at, zone)
     if group_by not in _KEY_COLUMNS:
         raise ValueError(f"unknown groupBy {group_by!r}")
-    return _KEY_COLUMNS[group_by]
+    # Byte order: grouping sorts every row in the window, and locale-aware comparison is slow.
+    return _KEY_COLUMNS[group_by].collate("C")
 
 
 def _label(query: UsageQuery, key: ColumnElement) -> ColumnElement:
-    """tool → "slug.name", server → slug (as last recorded: one index probe per group)."""
+    """tool → "slug.name", server → slug, as last recorded under that id: one probe per group
+    into the (id, created_at) index."""
     names = {"tool": U.server_slug.concat(".").concat(U.tool_name), "server": U.server_slug}
     if query.group_by not in names:
         return key
     column = _KEY_COLUMNS[query.group_by]
-    return (
-        select(names[query.group_by])
-        .where(column == key, U.org_id == query.org_id)
-        .order_by(U.created_at.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
+    latest = select(names[query.group_by]).where(column == key.collate("default"))  # as indexed
+    return latest.order_by(U.created_at.desc()).limit(1).scalar_subquery()
 
 
 def _statement(query: UsageQuery) -> Select:
