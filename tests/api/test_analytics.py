@@ -354,3 +354,26 @@ def test_the_endpoint_is_in_the_openapi_document(client):
     operation = spec["paths"]["/api/v1/analytics/usage"]["get"]
     names = {p["name"] for p in operation["parameters"]}
     assert {"from", "to", "serverId", "toolId", "callerId", "status", "groupBy"} <= names
+
+
+def test_a_call_the_permission_matrix_refuses_is_counted_as_denied(client, admin_headers):
+    server = insert_server("guarded")
+    tool = insert_tool(server, "secret_op")
+    rule = {"toolId": tool.id, "agentType": "researcher", "allowed": False}
+    written = client.put("/api/v1/permissions", json={"rules": [rule]}, headers=admin_headers)
+    assert written.status_code == 200, written.json
+    _, agent_key = insert_key(role="agent")  # agentType researcher
+
+    refused = client.post(
+        "/api/v1/tools/call", json={"tool": "guarded.secret_op"}, headers=bearer(agent_key)
+    )
+    flush_usage()
+
+    assert refused.status_code == 403
+    (group,) = get(client, admin_headers, groupBy="tool").json["groups"]
+    assert (group["key"], group["label"], group["count"], group["denied"]) == (
+        tool.id,
+        "guarded.secret_op",
+        1,
+        1,
+    )
