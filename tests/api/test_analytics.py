@@ -8,6 +8,7 @@ goes through the real pipeline (record_usage → stream → flush_usage).
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from common.db import session_scope
+from common.db import get_engine, session_scope
 from common.ids import new_id
 from common.models import McpServer, McpToolUsage
 from common.usage import record_usage
@@ -377,3 +378,22 @@ def test_a_call_the_permission_matrix_refuses_is_counted_as_denied(client, admin
         1,
         1,
     )
+
+
+def test_a_query_that_runs_too_long_is_503_not_500(client, admin_headers, monkeypatch):
+    route = importlib.import_module("api.routes.analytics")  # the package exports its blp
+
+    with get_engine().begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO mcp_tool_usage (id, org_id, tool_id, tool_name, server_slug, caller_id,"
+            " caller_type, agent_type, duration_ms, status, cached, truncated, created_at)"
+            " SELECT 'bulk' || i, 'default', 't' || (i %% 50), 'echo', 'demo', 'c' || (i %% 500),"
+            " 'agent', 'researcher', i %% 1000, 'success', false, false, now() - interval '1 hour'"
+            " FROM generate_series(1, 50000) AS i"
+        )
+    monkeypatch.setattr(route, "STATEMENT_TIMEOUT_MS", 1)
+
+    response = get(client, admin_headers, groupBy="caller")
+
+    assert response.status_code == 503
+    assert response.json["error"]["code"] == "query_timeout"
