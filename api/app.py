@@ -15,6 +15,7 @@ from api.auth import current_caller
 from api.context import init_context
 from api.errors import register_error_handlers
 from api.routes import BLUEPRINTS
+from api.routes.metrics import instrument
 from common.config import ConfigError, get_settings
 from common.ids import new_id
 from common.logs import configure_logging
@@ -68,6 +69,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         api.register_blueprint(blueprint)
     register_error_handlers(app)  # after Api(): replaces flask-smorest's own error shape
     init_context(app)
+    instrument(app)  # first: a request refused by _begin_request is counted too
     app.before_request(_begin_request)
     app.after_request(_end_request)
     return app

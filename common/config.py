@@ -92,6 +92,7 @@ class Settings:
     tool_change_policy: str = "quarantine"
     new_tool_policy: str = "enable"
     metrics_token: str = field(default="", repr=False)
+    celery_task_events: bool = True
 
     @property
     def permission_default_allowed(self) -> bool:
@@ -138,6 +139,7 @@ def load_settings() -> Settings:
         tool_change_policy=_choice("TOOL_CHANGE_POLICY", "quarantine", ("quarantine", "accept")),
         new_tool_policy=_choice("NEW_TOOL_POLICY", "enable", ("enable", "disable")),
         metrics_token=os.environ.get("METRICS_TOKEN", "").strip(),
+        celery_task_events=_bool("CELERY_TASK_EVENTS", True),
     )
     return Settings(**values)
 
