@@ -24,7 +24,7 @@ COPY common ./common
 COPY workers ./workers
 RUN pip install .
 
-COPY alembic.ini Procfile ./
+COPY alembic.ini Procfile gunicorn.conf.py ./
 COPY migrations ./migrations
 COPY package.json package-lock.json ./
 RUN if [ "$WITH_NODE" = "1" ]; then npm ci --omit=dev --no-audit --no-fund; fi

@@ -25,6 +25,7 @@ from common.config import get_settings
 from common.errors import Conflict, Forbidden, NotFound, Unavailable
 from common.heartbeats import queue_is_consumed
 from common.ids import new_id
+from common.metrics import observe_cache, observe_tool_call
 from common.permissions import is_allowed
 from common.queues import CALL_TOOL, send, server_queue
 from common.registry import ToolRef, find_tool
@@ -100,6 +101,7 @@ def authorize(caller: Caller, who: Identity, tool: ToolRef, arguments: Any) -> N
         cached=False,
     )
     details = {"tool": tool.qualified_name, "agentType": who.agent_type, "source": source}
+    observe_tool_call(tool.qualified_name, "denied")
     raise Forbidden(message, code="permission_denied", details=details)
 
 
@@ -176,8 +178,11 @@ def call(caller: Caller, who: Identity, tool: ToolRef, body: dict[str, Any], sta
     plan = cache.plan_for(tool, arguments, body.get("cache", "use"))
     sync = body.get("mode", "sync") == "sync"
     deadline = started + (body.get("waitMs", DEFAULT_WAIT_MS) / 1000 if sync else 0)
-    if plan.read and (hit := cache.lookup(plan.key)) is not None:
-        return _answer_hit(caller, who, tool, arguments, hit, started)
+    if plan.read:
+        hit = cache.lookup(plan.key)
+        observe_cache(hit is not None)
+        if hit is not None:
+            return _answer_hit(caller, who, tool, arguments, hit, started)
     _require_worker(tool)
     job_id, leading = new_id(), False
     if plan.read:

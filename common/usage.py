@@ -151,3 +151,12 @@ def record_usage(**fields: Any) -> str:
     record = build_record(**fields)
     get_redis().xadd(stream_key(), {STREAM_FIELD: dumps(record)})
     return record["id"]
+
+
+def usage_status(job: dict[str, Any]) -> str:
+    """A job's outcome as usage counts it: success, error (a gateway failure or the tool's own
+    isError), timeout; `pending` for a job still queued or running."""
+    status = job.get("status")
+    if status == "succeeded":
+        return "error" if (job.get("result") or {}).get("isError") else "success"
+    return {"failed": "error", "timeout": "timeout"}.get(status or "", "pending")

@@ -18,7 +18,7 @@ from common import control as control_channel
 from common.heartbeats import is_alive
 from common.logs import get_logger
 from common.queues import CALL_TOOL, REFRESH_TOOLS, SWEEP, send, server_queue
-from common.usage import record_usage
+from common.usage import record_usage, usage_status
 from workers import process as worker_process
 from workers.discovery import apply_discovery
 from workers.runtime import CallTimeout, SessionUnavailable, describe_error, list_all_tools
@@ -34,10 +34,7 @@ def _failure(code: str, message: str) -> dict[str, Any]:
 
 
 def _usage_from(job: dict[str, Any], fields: dict[str, Any], duration_ms: int) -> dict[str, Any]:
-    status = {"succeeded": "success", "timeout": "timeout"}.get(fields["status"], "error")
     result = fields.get("result")
-    if status == "success" and result and result.get("isError"):
-        status = "error"
     caller = job.get("caller") or {}
     return dict(
         org_id=job.get("orgId", ""),
@@ -52,7 +49,7 @@ def _usage_from(job: dict[str, Any], fields: dict[str, Any], duration_ms: int) -
         input=(job.get("request") or {}).get("arguments"),
         output=result or fields.get("error"),
         duration_ms=duration_ms,
-        status=status,
+        status=usage_status(fields),
         error_code=(fields.get("error") or {}).get("code"),
         cached=False,
     )
@@ -138,7 +135,9 @@ def call_tool(job_id: str) -> None:
         log.exception("cache_write_failed", job_id=job_id)
     if jobs.finish(job_id, {**fields, "durationMs": duration_ms}, worker=process.nodename):
         record_usage(**_usage_from(job, fields, duration_ms))
-    process.metrics.observe_call(job.get("serverSlug", ""), fields["status"], duration_ms / 1000)
+    process.metrics.observe_call(
+        job.get("serverSlug", ""), usage_status(fields), duration_ms / 1000
+    )
     log.info("call_finished", status=fields["status"], duration_ms=duration_ms)
 
 

@@ -17,6 +17,8 @@ from api.schemas.servers import GatewayErrorSchema as ErrorSchema
 from common import jobs
 from common.arguments import validate_arguments
 from common.logs import get_logger
+from common.metrics import observe_tool_call
+from common.usage import usage_status
 
 log = get_logger(__name__)
 
@@ -44,6 +46,7 @@ class ToolCall(MethodView):
         authorize(caller, who, tool, body["arguments"])
         validate_arguments(tool, body["arguments"])
         job = call(caller, who, tool, body, started)
+        observe_tool_call(tool.qualified_name, usage_status(job))
         log.info(
             "tool_call",
             job_id=job["jobId"],

@@ -44,8 +44,11 @@ def _require_worker(slug: str) -> None:
         time.sleep(0.1)
 
 
-def _holders(slug: str) -> int:
-    return sum(1 for w in live_workers() if slug in (w.get("sessions") or {}))
+def _serving_workers(slug: str) -> int:
+    """Workers consuming the server's queue. Each answers a command for it (`closed` at once
+    if it holds no session), so the count stays right even when a heartbeat is a beat behind."""
+    queue = server_queue(slug)
+    return sum(1 for w in live_workers() if queue in (w.get("queues") or ()))
 
 
 def _set_desired(server_id: str, desired: str) -> Any:
@@ -80,11 +83,11 @@ class Disconnect(MethodView):
     @blp.response(200, ServerDetailSchema)
     def post(self, server_id: str):
         server = _set_desired(server_id, "disconnected")
-        holders = _holders(server.slug)
+        serving = _serving_workers(server.slug)
         reply = control.new_reply_key()
         control.publish("disconnect", server.id, server.slug, reply)
-        if holders:
-            control.collect_replies(reply, expected=holders, timeout_s=DISCONNECT_WAIT_SECONDS)
+        if serving:
+            control.collect_replies(reply, expected=serving, timeout_s=DISCONNECT_WAIT_SECONDS)
         return _reloaded(server_id)
 
 
