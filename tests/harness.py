@@ -185,3 +185,21 @@ class Gateway:
 
     def job(self, job_id: str, headers=None):
         return self.client.get(f"/api/v1/jobs/{job_id}", headers=headers or self.headers)
+
+
+class Beat:
+    """`celery -A workers.celery_app beat` with its schedule file in a temporary folder."""
+
+    def __init__(self, schedule_dir: str, env: dict | None = None):
+        cmd = [
+            sys.executable, "-m", "celery", "-A", "workers.celery_app", "beat",
+            "--schedule", str(Path(schedule_dir) / "beat-schedule"), "--loglevel", "WARNING",
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(
+            cmd, cwd=ROOT, env={**os.environ, **(env or {})},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)

@@ -12,16 +12,33 @@ from celery import Celery, signals
 
 from common.config import ConfigError, get_settings
 from common.logs import configure_logging
-from common.queues import CONTROL_QUEUE, FLUSH_USAGE, SWEEP, celery_config
+from common.queues import (
+    CONTROL_QUEUE,
+    FLUSH_USAGE,
+    SCHEDULE_PINGS,
+    SCHEDULE_REFRESHES,
+    SWEEP,
+    celery_config,
+)
 
 try:
     settings = get_settings()
 except ConfigError as exc:
     sys.exit(f"configuration error: {exc}")
 
-app = Celery("mcp-gateway", include=["workers.tasks", "workers.usage_writer"])
+app = Celery("mcp-gateway", include=["workers.tasks", "workers.health", "workers.usage_writer"])
 app.conf.update(celery_config(settings))
 app.conf.beat_schedule = {
+    "health-pings": {
+        "task": SCHEDULE_PINGS,
+        "schedule": float(settings.health_ping_interval_seconds),
+        "options": {"queue": CONTROL_QUEUE, "expires": settings.health_ping_interval_seconds},
+    },
+    "tool-rediscovery": {
+        "task": SCHEDULE_REFRESHES,
+        "schedule": float(settings.tool_refresh_interval_seconds),
+        "options": {"queue": CONTROL_QUEUE, "expires": settings.tool_refresh_interval_seconds},
+    },
     "sweep-lost-jobs": {"task": SWEEP, "schedule": 5.0, "options": {"queue": CONTROL_QUEUE}},
     # Safety net for the workers' own flush threads; a stale one is dropped, not run late.
     "flush-usage": {
