@@ -8,9 +8,14 @@ import time
 from api.auth import Caller
 from common.config import get_settings
 from common.errors import RateLimited
-from common.redis import get_redis, key
+from common.redis import key, script
 
 WINDOW_SECONDS = 60
+_COUNT = """
+local used = redis.call('INCR', KEYS[1])
+if used == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return used
+"""
 
 
 def enforce(caller: Caller) -> None:
@@ -20,10 +25,7 @@ def enforce(caller: Caller) -> None:
     now = time.time()
     window = int(now // WINDOW_SECONDS)
     counter = key("rate", caller.key_id or caller.caller_id, str(window))
-    pipe = get_redis().pipeline(transaction=False)
-    pipe.incr(counter)
-    pipe.expire(counter, WINDOW_SECONDS * 2)
-    used, _ = pipe.execute()
+    used = script(_COUNT)(keys=[counter], args=[WINDOW_SECONDS * 2])
     if used > limit:
         retry_after = int((window + 1) * WINDOW_SECONDS - now) + 1
         raise RateLimited(f"More than {limit} requests this minute for this key.", retry_after)

@@ -30,7 +30,7 @@ from typing import Any
 from common import jobs
 from common.canonical import sha256_json
 from common.config import Settings, get_settings
-from common.redis import get_redis, key
+from common.redis import get_redis, key, script
 from common.registry import ToolRef
 
 MODES = ("use", "bypass", "refresh")
@@ -128,8 +128,8 @@ def settle(job: dict[str, Any], fields: dict[str, Any]) -> bool:
     keep = fields.get("status") == "succeeded" and result and not result.get("isError")
     value = json.dumps(result) if keep else ""
     lock = spec.get("lock") or ""
-    keys = (spec["key"], lock)
-    get_redis().eval(_SETTLE, 2, *keys, value, spec["ttlSeconds"], job.get("jobId", ""))
+    keys = [spec["key"], lock]
+    script(_SETTLE)(keys=keys, args=[value, spec["ttlSeconds"], job.get("jobId", "")])
     return bool(keep)
 
 
@@ -141,7 +141,7 @@ def take_lock(plan: Plan, job_id: str, timeout_ms: int) -> str | None:
 
 def release_lock(plan: Plan, job_id: str) -> None:
     """Drop the lock if this job still holds it (the API's way out when enqueueing fails)."""
-    get_redis().eval(_RELEASE, 1, plan.lock, job_id)
+    script(_RELEASE)(keys=[plan.lock], args=[job_id])
 
 
 def follow(plan: Plan, leader: str, timeout_ms: float) -> None:
@@ -157,6 +157,12 @@ def follow(plan: Plan, leader: str, timeout_ms: float) -> None:
             return
 
 
+_HAND_BACK = """
+redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+"""
+
+
 def wait_shared(job_id: str, timeout_ms: float) -> dict[str, Any] | None:
     """Like `jobs.wait`, for a job several callers wait on: the wake-up token is passed on."""
     client = get_redis()
@@ -164,8 +170,6 @@ def wait_shared(job_id: str, timeout_ms: float) -> dict[str, Any] | None:
         done = jobs.done_key(job_id)
         popped = client.blpop([done], timeout=timeout_ms / 1000)
         if popped is not None:
-            pipe = client.pipeline(transaction=False)
-            pipe.rpush(done, popped[1])
-            pipe.expire(done, jobs.DONE_TTL_SECONDS)
-            pipe.execute()
+            script(_HAND_BACK)(keys=[done], args=[popped[1], jobs.DONE_TTL_SECONDS])
+            return jobs.from_done_item(popped[1])
     return jobs.get(job_id)

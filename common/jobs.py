@@ -14,11 +14,16 @@ import time
 from typing import Any
 
 from common.config import get_settings
-from common.redis import get_redis, key
+from common.redis import get_redis, key, script
 
 TERMINAL = ("succeeded", "failed", "timeout")
 DONE_TTL_SECONDS = 300
 JSON_FIELDS = ("request", "result", "error", "progress", "caller")
+
+_CREATE = """
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+"""
 
 # queued → running for this worker; returns the record's fields, or nil if not claimable.
 _CLAIM = """
@@ -89,11 +94,13 @@ def decode(raw: dict[str, str]) -> dict[str, Any]:
     return out
 
 
+def _flat(fields: dict[str, Any]) -> list[str]:
+    return [item for pair in _encode(fields).items() for item in pair]
+
+
 def create(job_id: str, fields: dict[str, Any]) -> None:
-    pipe = get_redis().pipeline(transaction=False)
-    pipe.hset(job_key(job_id), mapping=_encode({"status": "queued", "attempt": 1, **fields}))
-    pipe.expire(job_key(job_id), get_settings().job_ttl_seconds)
-    pipe.execute()
+    flat = _flat({"status": "queued", "attempt": 1, **fields})
+    script(_CREATE)(keys=[job_key(job_id)], args=[get_settings().job_ttl_seconds, *flat])
 
 
 def get(job_id: str) -> dict[str, Any] | None:
@@ -107,20 +114,21 @@ def _from_flat(flat: list[str]) -> dict[str, Any]:
 
 def claim(job_id: str, worker: str) -> dict[str, Any] | None:
     started = now_ms()
-    flat = get_redis().eval(_CLAIM, 2, job_key(job_id), running_key(), worker, started, job_id)
+    keys = [job_key(job_id), running_key()]
+    flat = script(_CLAIM)(keys=keys, args=[worker, started, job_id])
     return _from_flat(flat) if flat else None
 
 
 def finish(job_id: str, fields: dict[str, Any], worker: str = "") -> bool:
     """Record a terminal state and wake waiters; False if the job was not ours to finish."""
-    flat = [item for pair in _encode({"finishedAt": now_ms(), **fields}).items() for item in pair]
-    keys = (job_key(job_id), running_key(), done_key(job_id))
-    return bool(get_redis().eval(_FINISH, 3, *keys, worker, job_id, DONE_TTL_SECONDS, *flat))
+    flat = _flat({"finishedAt": now_ms(), **fields})
+    keys = [job_key(job_id), running_key(), done_key(job_id)]
+    return bool(script(_FINISH)(keys=keys, args=[worker, job_id, DONE_TTL_SECONDS, *flat]))
 
 
 def requeue(job_id: str, dead_worker: str, attempt: int) -> bool:
-    keys = (job_key(job_id), running_key())
-    return bool(get_redis().eval(_REQUEUE, 2, *keys, dead_worker, attempt, job_id))
+    keys = [job_key(job_id), running_key()]
+    return bool(script(_REQUEUE)(keys=keys, args=[dead_worker, attempt, job_id]))
 
 
 def set_progress(job_id: str, progress: dict[str, Any]) -> None:
@@ -139,5 +147,10 @@ def wait(job_id: str, timeout_ms: int) -> dict[str, Any] | None:
     if timeout_ms > 0:
         item = get_redis().blpop([done_key(job_id)], timeout=timeout_ms / 1000)
         if item is not None:
-            return _from_flat(json.loads(item[1]))
+            return from_done_item(item[1])
     return get(job_id)
+
+
+def from_done_item(item: str) -> dict[str, Any]:
+    """The finished job a `done:<id>` entry carries."""
+    return _from_flat(json.loads(item))

@@ -49,7 +49,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_disable_rate_limits": True,
         # Task events feed Flower's task list (args are job ids: `argsrepr`, see `send`).
         "worker_send_task_events": settings.celery_task_events,
-        "task_send_sent_event": settings.celery_task_events,
+        # Flower lists tasks from the workers' events; a "sent" event from the API would only
+        # add a publish to every call's critical path.
+        "task_send_sent_event": False,
         "worker_hijack_root_logger": False,
         "worker_redirect_stdouts": False,
         "timezone": "UTC",

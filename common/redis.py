@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import cache
 
 import redis
+from redis.commands.core import Script
 
 from common.config import get_settings
 
@@ -19,6 +20,17 @@ def _client(url: str) -> redis.Redis:
 
 def get_redis() -> redis.Redis:
     return _client(get_settings().redis_url)
+
+
+@cache
+def _script(url: str, text: str) -> Script:
+    return _client(url).register_script(text)
+
+
+def script(text: str) -> Script:
+    """A Lua script run by EVALSHA: several commands in one round trip, and no per-call
+    pipeline object (redis-py builds a callback table for each, ~0.15 ms on the hot path)."""
+    return _script(get_settings().redis_url, text)
 
 
 def key(*parts: str) -> str:

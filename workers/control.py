@@ -72,9 +72,11 @@ class Controller:
     # -- session hooks (called on the runtime's loop) -------------------------------------
     async def on_session_ready(self, owner: SessionOwner, tools: list[mt.Tool]) -> None:
         await asyncio.to_thread(self._record_ready, owner.spec, tools)
+        await asyncio.to_thread(self.heartbeat)  # what this worker holds, visible at once
 
     async def on_session_error(self, owner: SessionOwner, _tools: list[mt.Tool]) -> None:
         await asyncio.to_thread(set_server_status, owner.spec.server_id, "error", owner.last_error)
+        await asyncio.to_thread(self.heartbeat)
 
     def _record_ready(self, spec: ServerSpec, tools: list[mt.Tool]) -> None:
         changes = apply_discovery(spec.server_id, tools)
@@ -136,6 +138,7 @@ class Controller:
         server_id, reply = message.get("serverId"), message.get("reply")
         try:
             self.reconcile()
+            self.heartbeat()  # before answering: the API reads sessions from heartbeats
         except Exception:
             log.exception("reconcile_failed", server_id=server_id)
         owner = self.process.runtime.owners.get(server_id or "")
