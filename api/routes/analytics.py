@@ -17,7 +17,7 @@ from sqlalchemy.exc import OperationalError
 from api.auth import current_caller, require_admin
 from api.context import db
 from api.schemas.analytics import UsageArgs, UsageReportSchema
-from api.schemas.servers import GatewayErrorSchema as ErrorSchema
+from api.schemas.common import GatewayErrorSchema as ErrorSchema
 from common.analytics import UsageQuery, usage_groups
 from common.errors import Unavailable
 

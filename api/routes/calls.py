@@ -13,7 +13,7 @@ from flask_smorest import Blueprint
 from api.auth import current_caller
 from api.dispatch import authorize, call, identity_for, job_view, resolve_tool, visible_job
 from api.schemas.calls import CallRequestSchema, JobSchema
-from api.schemas.servers import GatewayErrorSchema as ErrorSchema
+from api.schemas.common import GatewayErrorSchema as ErrorSchema
 from common import jobs
 from common.arguments import validate_arguments
 from common.logs import get_logger

@@ -17,8 +17,8 @@ from sqlalchemy import inspect, select
 from api.auth import current_caller, require_admin
 from api.context import db
 from api.pagination import PageArgs, paginate
+from api.schemas.common import GatewayErrorSchema
 from api.schemas.keys import KeyCreatedSchema, KeyCreateSchema, KeyPageSchema
-from api.schemas.servers import GatewayErrorSchema
 from common import apikeys
 from common.errors import NotFound
 from common.ids import hash_api_key, new_api_key

@@ -11,7 +11,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from api.schemas.servers import GatewayErrorSchema
+from api.schemas.common import GatewayErrorSchema
 from common.config import get_settings
 from common.errors import Unauthorized
 from common.metrics import observe_request, render

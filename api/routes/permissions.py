@@ -18,8 +18,8 @@ from sqlalchemy.orm import contains_eager
 
 from api.auth import current_caller, require_admin
 from api.context import db
+from api.schemas.common import GatewayErrorSchema as ErrorSchema
 from api.schemas.permissions import AgentPermissionsSchema, RuleBatchSchema, WrittenRulesSchema
-from api.schemas.servers import GatewayErrorSchema as ErrorSchema
 from common.config import get_settings
 from common.errors import Unprocessable
 from common.logs import get_logger

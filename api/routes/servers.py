@@ -25,8 +25,8 @@ from sqlalchemy.orm import Session
 from api.auth import current_caller, require_admin
 from api.context import db
 from api.pagination import PageArgs, paginate
+from api.schemas.common import GatewayErrorSchema
 from api.schemas.servers import (
-    GatewayErrorSchema,
     ServerCreateSchema,
     ServerDetailSchema,
     ServerPageSchema,

@@ -20,7 +20,7 @@ from sqlalchemy.orm import contains_eager
 from api.auth import Caller, current_caller, require_admin
 from api.context import db
 from api.pagination import paginate
-from api.schemas.servers import GatewayErrorSchema as ErrorSchema
+from api.schemas.common import GatewayErrorSchema as ErrorSchema
 from api.schemas.tools import ToolListArgs, ToolPageSchema, ToolSchema, ToolUpdateSchema
 from common.config import get_settings
 from common.errors import NotFound

@@ -9,5 +9,7 @@ class ErrorBody(Schema):
     details = fields.Dict()
 
 
-class ErrorSchema(Schema):
+class GatewayErrorSchema(Schema):
+    """The one error shape (named apart from flask-smorest's own "Error" in OpenAPI)."""
+
     error = fields.Nested(ErrorBody, required=True)

@@ -9,7 +9,6 @@ from typing import Any
 
 from marshmallow import Schema, fields, validate
 
-from api.schemas.common import ErrorSchema
 from common.crypto import redact_config
 from common.servers import SLUG_PATTERN, TRANSPORTS
 
@@ -22,10 +21,6 @@ CONFIG_DOC = (
 _name = validate.Length(min=1, max=200)
 _slug = validate.Regexp(SLUG_PATTERN, error="Must match ^[a-z0-9][a-z0-9-]{{0,62}}$.")
 _transport = validate.OneOf(TRANSPORTS)
-
-
-class GatewayErrorSchema(ErrorSchema):
-    """The error shape, named apart from flask-smorest's own `ErrorSchema` ("Error") in OpenAPI."""
 
 
 class ServerCreateSchema(Schema):
