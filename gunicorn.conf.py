@@ -15,6 +15,27 @@ import os
 import shutil
 import tempfile
 
+from common.logs import json_formatter
+
+# gunicorn's own lines (start, worker boot, timeouts) in the same JSON as the app's.
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": json_formatter}},
+    "handlers": {
+        "json": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "stream": "ext://sys.stderr",
+        }
+    },
+    "root": {"handlers": ["json"], "level": "INFO"},
+    "loggers": {
+        "gunicorn.error": {"handlers": ["json"], "level": "INFO", "propagate": False},
+        "gunicorn.access": {"handlers": ["json"], "level": "INFO", "propagate": False},
+    },
+}
+
 _own_dir: str | None = None
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     _own_dir = tempfile.mkdtemp(prefix="mcpgw-prometheus-")

@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> None:
 
     app.worker_main(
         [
+            "--quiet",  # no ASCII banner: every line the worker writes is JSON
             "worker",
             "--pool=threads",
             f"--concurrency={args.concurrency or settings.worker_concurrency}",
