@@ -93,6 +93,22 @@ def clean_state(test_database, redis_prefix) -> None:
             client.delete(name)
 
 
+@pytest.fixture
+def settings_env(monkeypatch):
+    """Change configuration variables for one test: `settings_env(PERMISSION_DEFAULT="deny")`.
+    Settings are read once per process, so they are re-read now and again after the test."""
+    from common.config import get_settings
+
+    def apply(**values: str) -> None:
+        for name, value in values.items():
+            monkeypatch.setenv(name, value)
+        get_settings.cache_clear()
+
+    yield apply
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
 @pytest.fixture(scope="session")
 def app():
     from api.app import create_app
@@ -108,6 +124,20 @@ def client(app):
 @pytest.fixture
 def admin_headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+@pytest.fixture
+def gateway(client, admin_headers):
+    """The API as an admin, with helpers to register servers and call tools."""
+    from tests.harness import Gateway
+
+    return Gateway(client, admin_headers)
+
+
+@pytest.fixture
+def slug() -> str:
+    """A server slug of this test's own (workers may outlive a test)."""
+    return "t-" + secrets.token_hex(4)
 
 
 @pytest.fixture

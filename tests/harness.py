@@ -36,6 +36,14 @@ def wait_for(predicate: Callable[[], Any], timeout: float, message: str, every: 
     raise AssertionError(f"timed out after {timeout}s: {message}")
 
 
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from common.config import get_settings
 from common.heartbeats import remove_heartbeat, write_heartbeat
 from common.metrics import observe_cache, observe_tool_call
 from common.queues import CALL_TOOL, send, server_queue
@@ -195,15 +194,10 @@ def test_a_real_workers_calls_reach_metrics_through_its_heartbeat(
 
 
 @pytest.fixture
-def metrics_token() -> Iterator[str]:
+def metrics_token(settings_env) -> str:
     token = "metrics-token-for-tests"
-    os.environ["METRICS_TOKEN"] = token
-    get_settings.cache_clear()
-    try:
-        yield token
-    finally:
-        del os.environ["METRICS_TOKEN"]
-        get_settings.cache_clear()
+    settings_env(METRICS_TOKEN=token)
+    return token
 
 
 def test_metrics_token_is_required_when_set(client, metrics_token):

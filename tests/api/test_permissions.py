@@ -21,19 +21,6 @@ from tests.factories import bearer, insert_key, insert_server, insert_tool
 URL = "/api/v1/permissions"
 
 
-@pytest.fixture
-def permission_default(monkeypatch):
-    """Set PERMISSION_DEFAULT for one test (settings are read once per process, so re-read)."""
-
-    def set_default(value: str) -> None:
-        monkeypatch.setenv("PERMISSION_DEFAULT", value)
-        get_settings.cache_clear()
-
-    yield set_default
-    monkeypatch.undo()
-    get_settings.cache_clear()
-
-
 def stored_rules() -> set[tuple[str, str, bool]]:
     with session_scope() as session:
         query = select(
@@ -101,10 +88,8 @@ def test_the_view_items_carry_tool_id_and_qualified_name(client, admin_headers, 
 
 
 @pytest.mark.parametrize("setting", ["allow", "deny"])
-def test_the_view_follows_permission_default(
-    client, admin_headers, demo, permission_default, setting
-):
-    permission_default(setting)
+def test_the_view_follows_permission_default(client, admin_headers, demo, settings_env, setting):
+    settings_env(PERMISSION_DEFAULT=setting)
     expected = (setting == "allow", "default")
     assert view(client, admin_headers, "researcher") == {
         "demo.echo": expected,

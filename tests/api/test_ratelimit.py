@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from common.config import get_settings
 from tests.factories import bearer, insert_key
 
 
 @pytest.fixture
-def limit_of_three(monkeypatch):
-    monkeypatch.setenv("RATE_LIMIT_PER_MINUTE", "3")
-    get_settings.cache_clear()
-    yield
-    monkeypatch.undo()
-    get_settings.cache_clear()
+def limit_of_three(settings_env):
+    settings_env(RATE_LIMIT_PER_MINUTE="3")
 
 
 def test_a_key_over_its_budget_gets_429_with_retry_after(client, limit_of_three):

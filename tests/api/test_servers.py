@@ -1,7 +1,7 @@
 """MCP servers: registration, validation and policy, org scoping, updates, deletion, announcements.
 
 Policy tests that need a stricter configuration than the test run's reload the settings from the
-environment (`policy` fixture); nothing is mocked.
+environment (`settings_env` fixture); nothing is mocked.
 """
 
 from __future__ import annotations
@@ -56,20 +56,6 @@ def stored(server_id: str) -> McpServer | None:
 
 def error_code(response) -> str:
     return response.json["error"]["code"]
-
-
-@pytest.fixture
-def policy(monkeypatch) -> Iterator:
-    """Reload settings with some variables changed for one test, then restore them."""
-
-    def apply(**env: str) -> None:
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)
-        get_settings.cache_clear()
-
-    yield apply
-    monkeypatch.undo()
-    get_settings.cache_clear()
 
 
 @pytest.fixture
@@ -296,8 +282,8 @@ def test_credentials_in_the_url_are_refused(client, admin_headers):
         "http://0x7f000001/mcp",
     ],
 )
-def test_private_urls_are_refused_unless_allowed(client, admin_headers, policy, url):
-    policy(ALLOW_PRIVATE_URLS="false")
+def test_private_urls_are_refused_unless_allowed(client, admin_headers, settings_env, url):
+    settings_env(ALLOW_PRIVATE_URLS="false")
     response = create(client, admin_headers, http_body(url=url))
     assert response.status_code == 422
     assert error_code(response) == "url_not_allowed"
@@ -323,15 +309,15 @@ def test_commands_outside_the_allowlist_are_422_command_not_allowed(client, admi
     assert error_code(response) == "command_not_allowed"
 
 
-def test_absolute_paths_are_allowed_when_listed(client, admin_headers, policy):
-    policy(STDIO_COMMAND_ALLOWLIST="/usr/bin/node, python3")
+def test_absolute_paths_are_allowed_when_listed(client, admin_headers, settings_env):
+    settings_env(STDIO_COMMAND_ALLOWLIST="/usr/bin/node, python3")
     body = stdio_body() | {"config": {"command": "/usr/bin/node"}}
     assert create(client, admin_headers, body).status_code == 201
     assert error_code(create(client, admin_headers, stdio_body("b"))) == "command_not_allowed"
 
 
-def test_an_empty_allowlist_refuses_every_stdio_server(client, admin_headers, policy):
-    policy(STDIO_COMMAND_ALLOWLIST="")
+def test_an_empty_allowlist_refuses_every_stdio_server(client, admin_headers, settings_env):
+    settings_env(STDIO_COMMAND_ALLOWLIST="")
     response = create(client, admin_headers, stdio_body())
     assert response.status_code == 422
     assert error_code(response) == "command_not_allowed"
@@ -552,9 +538,9 @@ def test_updates_reject_malformed_json(client, admin_headers):
     assert error_code(response) == "invalid_json"
 
 
-def test_updates_apply_the_url_policy(client, admin_headers, policy):
+def test_updates_apply_the_url_policy(client, admin_headers, settings_env):
     server_id = create(client, admin_headers, http_body()).json["id"]
-    policy(ALLOW_PRIVATE_URLS="false")
+    settings_env(ALLOW_PRIVATE_URLS="false")
     body = {"config": {"url": "http://169.254.169.254/"}}
     assert error_code(put(client, admin_headers, server_id, body)) == "url_not_allowed"
 

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 
 import pytest
 
-from common.config import get_settings
 from common.db import session_scope
 from common.models import McpTool
 from common.permissions import write_rules
@@ -33,19 +32,6 @@ TOOL_FIELDS = {
     "createdAt",
     "updatedAt",
 }
-
-
-@pytest.fixture
-def permission_default(monkeypatch):
-    """Set PERMISSION_DEFAULT for one test (settings are read once per process, so re-read)."""
-
-    def set_default(value: str) -> None:
-        monkeypatch.setenv("PERMISSION_DEFAULT", value)
-        get_settings.cache_clear()
-
-    yield set_default
-    monkeypatch.undo()
-    get_settings.cache_clear()
 
 
 def set_rules(*rules: tuple[str, str, bool]) -> None:
@@ -197,10 +183,8 @@ def test_an_agent_key_sees_only_tools_its_agent_type_may_call(client):
     assert names(writer_page) == ["demo.explicit_deny"]
 
 
-def test_an_agent_key_under_default_deny_sees_only_explicitly_allowed_tools(
-    client, permission_default
-):
-    permission_default("deny")
+def test_an_agent_key_under_default_deny_sees_only_explicitly_allowed_tools(client, settings_env):
+    settings_env(PERMISSION_DEFAULT="deny")
     server = insert_server("demo")
     insert_tool(server, "unruled")
     allowed = insert_tool(server, "allowed")

@@ -140,17 +140,10 @@ def test_a_payload_over_the_cap_becomes_a_preview_that_fits(filler):
     assert len(dumps(capped).encode()) > limit - 16  # the room is used, not wasted
 
 
-def test_build_record_stamps_an_id_and_the_time_and_marks_truncation(monkeypatch):
-    monkeypatch.setenv("USAGE_MAX_PAYLOAD_BYTES", "256")
-    from common.config import get_settings
-
-    get_settings.cache_clear()
-    try:
-        before = datetime.now(UTC)
-        record = build_record(**usage(output={"text": "y" * 1000}))
-    finally:
-        monkeypatch.undo()
-        get_settings.cache_clear()
+def test_build_record_stamps_an_id_and_the_time_and_marks_truncation(settings_env):
+    settings_env(USAGE_MAX_PAYLOAD_BYTES="256")
+    before = datetime.now(UTC)
+    record = build_record(**usage(output={"text": "y" * 1000}))
 
     assert len(record["id"]) >= 20
     assert before <= datetime.fromisoformat(record["created_at"]) <= datetime.now(UTC)

@@ -1,12 +1,11 @@
-"""End-to-end fixtures: one `*` worker per module, servers registered per test (unique slugs)."""
+"""End-to-end fixtures: one `*` worker per module; servers are registered per test under the
+test's own slug (`slug` and `gateway` come from tests/conftest.py)."""
 
 from __future__ import annotations
 
-import secrets
-
 import pytest
 
-from tests.harness import Gateway, Worker
+from tests.harness import Worker
 
 
 @pytest.fixture(scope="module")
@@ -15,13 +14,3 @@ def worker(test_database, redis_prefix):
     proc.wait_consuming("mcp.control")
     yield proc
     proc.terminate()
-
-
-@pytest.fixture
-def gateway(client, admin_headers) -> Gateway:
-    return Gateway(client, admin_headers)
-
-
-@pytest.fixture
-def slug() -> str:
-    return "t-" + secrets.token_hex(4)

@@ -8,7 +8,7 @@ import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from tests.harness import stdio_echo_config, wait_for
+from tests.harness import process_alive, stdio_echo_config, wait_for
 
 
 def test_sync_call_answers_200_with_the_mcp_result(worker, gateway, slug):
@@ -110,7 +110,7 @@ def test_non_idempotent_call_on_a_dead_session_fails_without_retry(worker, gatew
     gateway.register(slug, "stdio", stdio_echo_config())
     pid = gateway.call(f"{slug}.pid", cache="bypass").json["result"]["structuredContent"]["result"]
     os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: _gone(pid), 5, "server process to exit")
+    wait_for(lambda: not process_alive(pid), 5, "server process to exit")
     job = gateway.call(f"{slug}.charge", {"amount": 1}).json
     # Either the worker noticed the broken session first (fresh session: the charge runs once)
     # or the call hit it (failed, not retried). Never an unexplained error.
@@ -118,11 +118,3 @@ def test_non_idempotent_call_on_a_dead_session_fails_without_retry(worker, gatew
     if job["status"] == "failed":
         assert job["error"]["code"] == "server_unavailable"
     assert gateway.call(f"{slug}.echo", {"text": "back"}).json["status"] == "succeeded"
-
-
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False

@@ -22,26 +22,6 @@ from tests.harness import stdio_echo_config, wait_for
 
 
 @pytest.fixture
-def settings_env():
-    """Set variables the API process reads (settings are read once per process, so re-read)."""
-    saved: dict[str, str | None] = {}
-
-    def set_env(**values: str) -> None:
-        for name, value in values.items():
-            saved.setdefault(name, os.environ.get(name))
-            os.environ[name] = value
-        get_settings.cache_clear()
-
-    yield set_env
-    for name, value in saved.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
-    get_settings.cache_clear()
-
-
-@pytest.fixture
 def counter(tmp_path):
     path = tmp_path / "executions"
     path.touch()

@@ -3,18 +3,9 @@ children (none orphaned), exit 0."""
 
 from __future__ import annotations
 
-import os
 import time
 
-from tests.harness import stdio_echo_config, wait_for
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+from tests.harness import process_alive, stdio_echo_config, wait_for
 
 
 def test_sigterm_lets_the_in_flight_call_finish_then_exits_without_orphans(
@@ -30,5 +21,5 @@ def test_sigterm_lets_the_in_flight_call_finish_then_exits_without_orphans(
     shutdown_seconds = time.monotonic() - started
     job = gateway.job(job_id).json
     assert job["status"] == "succeeded", job
-    assert not _alive(child["result"]), "the stdio server outlived its worker"
+    assert not process_alive(child["result"]), "the stdio server outlived its worker"
     assert shutdown_seconds < 15, shutdown_seconds
