@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import statistics
-import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -27,7 +25,10 @@ import psycopg2
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-PG_ADMIN = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+from bench.common import scratch_env  # noqa: E402
+from common.db import get_engine  # noqa: E402
+
 GROUPINGS = ("tool", "server", "caller", "status", "hour", "day")
 DAYS = 30
 
@@ -49,14 +50,6 @@ SELECT 'u' || i, CASE WHEN i % 10 = 0 THEN 'other-org' ELSE 'default' END,
     now() - random() * {days:d} * interval '1 day'
 FROM generate_series(1, {rows:d}) AS i
 """
-
-
-def _admin(sql: str) -> None:
-    conn = psycopg2.connect(PG_ADMIN)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(sql)
-    conn.close()
 
 
 def _load(rows: int) -> None:
@@ -116,31 +109,11 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=30)
     args = parser.parse_args()
-    run_id = secrets.token_hex(4)
-    db = f"mcpgw_bench_analytics_{run_id}"
-    os.environ.update(
-        DATABASE_URL=PG_ADMIN.rsplit("/", 1)[0] + "/" + db,
-        REDIS_URL=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"),
-        REDIS_PREFIX=f"mcpgw-bench-{run_id}:",
-        GATEWAY_ADMIN_TOKEN="bench-" + secrets.token_hex(24),
-        SECRET_KEY=secrets.token_hex(24),
-        LOG_LEVEL="warning",
-    )
-    _admin(f'CREATE DATABASE "{db}"')
-    try:
-        subprocess.run(
-            [sys.executable, "-m", "alembic", "upgrade", "head"],
-            cwd=ROOT,
-            check=True,
-            capture_output=True,
-        )
+    with scratch_env() as (env, _procs):
+        os.environ.update(env)  # this process is the API (Flask test client) and the loader
         _load(args.rows)
         run(args.runs)
-    finally:
-        from common.db import get_engine
-
         get_engine().dispose()
-        _admin(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

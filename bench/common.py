@@ -83,8 +83,7 @@ def scratch_env(**overrides: str):
             except subprocess.TimeoutExpired:
                 proc.kill()
         _cleanup_redis(env)
-        _admin(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}'")
-        _admin(f'DROP DATABASE IF EXISTS "{db}"')
+        _admin(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
 
 
 def _cleanup_redis(env: dict) -> None:

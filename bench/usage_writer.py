@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,15 +21,8 @@ import psycopg2
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-PG_ADMIN = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
-
-def _admin(sql: str) -> None:
-    conn = psycopg2.connect(PG_ADMIN)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute(sql)
-    conn.close()
+from bench.common import scratch_env  # noqa: E402
 
 
 def _record(i: int) -> dict:
@@ -101,29 +92,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--preload", type=int, default=0, help="rows in the table beforehand")
     args = parser.parse_args()
-    run_id = secrets.token_hex(4)
-    db = f"mcpgw_bench_usage_{run_id}"
-    os.environ.update(
-        DATABASE_URL=PG_ADMIN.rsplit("/", 1)[0] + "/" + db,
-        REDIS_URL=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"),
-        REDIS_PREFIX=f"mcpgw-bench-{run_id}:",
-        GATEWAY_ADMIN_TOKEN="bench-" + secrets.token_hex(24),
-        SECRET_KEY=secrets.token_hex(24),
-        LOG_LEVEL="warning",
-    )
-    _admin(f'CREATE DATABASE "{db}"')
-    try:
-        subprocess.run([sys.executable, "-m", "alembic", "upgrade", "head"], cwd=ROOT, check=True)
+    with scratch_env() as (env, _procs):
+        os.environ.update(env)  # the writer runs in this process
         if args.preload:
             _preload(args.preload)
         run(args.records, args.batch)
-    finally:
-        from common.redis import get_redis
-
-        client = get_redis()
-        for name in client.scan_iter(match=os.environ["REDIS_PREFIX"] + "*", count=1000):
-            client.delete(name)
-        _admin(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
 
 
 if __name__ == "__main__":
