@@ -33,6 +33,7 @@ from common.logs import get_logger
 from common.models import McpServer
 from common.queues import CONTROL_QUEUE, server_queue
 from common.redis import get_redis
+from common.usage import dead_letter_key, stream_key
 
 log = get_logger(__name__)
 
@@ -91,6 +92,26 @@ class QueueDepthCollector:
         for queue, depth in zip(queues, depths, strict=True):
             family.add_metric([queue], depth)
         yield family
+
+
+class UsageBacklogCollector:
+    """The usage stream's backlog: records buffered but not yet in Postgres (written ones are
+    deleted from the stream), and records Postgres refused for their content (dead letters).
+    A growing backlog means the writer cannot reach Postgres; nothing is lost meanwhile."""
+
+    def collect(self) -> Iterator[Metric]:
+        client = get_redis()
+        try:
+            backlog, dead = client.xlen(stream_key()), client.xlen(dead_letter_key())
+        except RedisError:
+            log.warning("usage_backlog_unavailable", exc_info=True)
+            return
+        yield GaugeMetricFamily(
+            "mcpgw_usage_backlog", "Usage records waiting to be written.", value=backlog
+        )
+        yield GaugeMetricFamily(
+            "mcpgw_usage_dead_letters", "Usage records Postgres refused.", value=dead
+        )
 
 
 class WorkerCollector:
@@ -153,6 +174,7 @@ def _add_worker(families: dict[str, Any], beat: dict[str, Any]) -> None:
 _AT_SCRAPE = CollectorRegistry()
 _AT_SCRAPE.register(QueueDepthCollector())
 _AT_SCRAPE.register(WorkerCollector())
+_AT_SCRAPE.register(UsageBacklogCollector())
 
 
 def _process_registry() -> CollectorRegistry:

@@ -245,3 +245,17 @@ def _get(url: str) -> str | None:
             return response.read().decode()
     except OSError:
         return None
+
+
+def test_the_usage_backlog_is_visible_until_the_writer_catches_up(client, clean_state):
+    from common.usage import record_usage
+
+    record_usage(
+        org_id="default", tool_name="echo", server_slug="demo", caller_id="c",
+        caller_type="agent", agent_type="a", status="success",
+    )  # fmt: skip
+    assert "mcpgw_usage_backlog 1.0" in client.get("/metrics").get_data(as_text=True)
+    from workers.usage_writer import flush_usage
+
+    flush_usage()
+    assert "mcpgw_usage_backlog 0.0" in client.get("/metrics").get_data(as_text=True)
