@@ -70,6 +70,17 @@ def celery_client() -> Celery:
     return _client(get_settings())
 
 
-def send(task: str, args: list[Any], queue: str, argsrepr: str | None = None) -> None:
+def send(
+    task: str, args: list[Any], queue: str, argsrepr: str | None = None, **options: Any
+) -> None:
     """Enqueue `task`; `argsrepr` is what Flower shows (never secrets or payloads)."""
-    celery_client().send_task(task, args=args, queue=queue, argsrepr=argsrepr or repr(args))
+    # ignore_result: the sender does not know the task, so Celery would otherwise SUBSCRIBE to
+    # a result channel on every send (the job record is our result store, design §4).
+    celery_client().send_task(
+        task,
+        args=args,
+        queue=queue,
+        argsrepr=argsrepr or repr(args),
+        ignore_result=True,
+        **options,
+    )

@@ -22,7 +22,7 @@ from common.queues import (
     REFRESH_TOOLS,
     SCHEDULE_PINGS,
     SCHEDULE_REFRESHES,
-    celery_client,
+    send,
     server_queue,
 )
 from common.redis import get_redis, key
@@ -50,9 +50,7 @@ def _connected_servers() -> list[tuple[str, str]]:
 def _fan_out(task: str, interval: int) -> int:
     servers = _connected_servers()
     for server_id, slug in servers:
-        celery_client().send_task(
-            task, args=[server_id], queue=server_queue(slug), expires=interval
-        )
+        send(task, [server_id], server_queue(slug), expires=interval)
     return len(servers)
 
 
