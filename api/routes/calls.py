@@ -32,7 +32,7 @@ def _accepted(job: dict):
 
 @blp.route("/tools/call")
 class ToolCall(MethodView):
-    @blp.arguments(CallRequestSchema)
+    @blp.arguments(CallRequestSchema())  # an instance: webargs would build one per request
     @blp.response(200, JobSchema, description="Finished within waitMs, or a cache hit")
     @blp.alt_response(202, schema=JobSchema, description="Queued or still running: poll Location")
     @blp.alt_response(403, schema=ErrorSchema, description="permission_denied by the matrix")
