@@ -13,6 +13,7 @@ import psycopg2
 import pytest
 from alembic import command
 from alembic.config import Config
+from psycopg2 import sql
 
 RUN_ID = f"{os.getpid()}_{secrets.token_hex(3)}"
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -34,22 +35,23 @@ os.environ.update(
 TABLES = ("mcp_tool_usage", "mcp_tool_permissions", "mcp_tools", "mcp_servers", "api_keys")
 
 
-def _admin_execute(sql: str) -> None:
+def admin_execute(statement: str | sql.Composable) -> None:
+    """Run one statement on the server's `postgres` database (create, drop, alter databases)."""
     conn = psycopg2.connect(PG_ADMIN_URL)
     conn.autocommit = True
     try:
         with conn.cursor() as cur:
-            cur.execute(sql)
+            cur.execute(statement)
     finally:
         conn.close()
 
 
 def _drop_database() -> None:
-    _admin_execute(
+    admin_execute(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
         f"WHERE datname = '{TEST_DB}' AND pid <> pg_backend_pid()"
     )
-    _admin_execute(f'DROP DATABASE IF EXISTS "{TEST_DB}"')
+    admin_execute(f'DROP DATABASE IF EXISTS "{TEST_DB}"')
 
 
 def alembic_config() -> Config:
@@ -59,7 +61,7 @@ def alembic_config() -> Config:
 
 @pytest.fixture(scope="session", autouse=True)
 def test_database() -> Iterator[str]:
-    _admin_execute(f'CREATE DATABASE "{TEST_DB}"')
+    admin_execute(f'CREATE DATABASE "{TEST_DB}"')
     command.upgrade(alembic_config(), "head")
     yield os.environ["DATABASE_URL"]
     from common.db import get_engine

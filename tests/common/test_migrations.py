@@ -7,7 +7,6 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator
 
-import psycopg2
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -18,33 +17,23 @@ from sqlalchemy import Engine, create_engine, inspect, text
 
 from common.db import sqlalchemy_url
 from common.models import Base
-from tests.conftest import PG_ADMIN_URL, alembic_config
-
-
-def _admin(statement: sql.Composable) -> None:
-    conn = psycopg2.connect(PG_ADMIN_URL)
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cur:
-            cur.execute(statement)
-    finally:
-        conn.close()
+from tests.conftest import PG_ADMIN_URL, admin_execute, alembic_config
 
 
 @pytest.fixture
 def scratch_url() -> Iterator[str]:
     name = f"mcpgw_migrations_{secrets.token_hex(4)}"
-    _admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    admin_execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
         yield PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
     finally:
-        _admin(
+        admin_execute(
             sql.SQL(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                 "WHERE datname = {} AND pid <> pg_backend_pid()"
             ).format(sql.Literal(name))
         )
-        _admin(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+        admin_execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ from common.ids import new_id
 from common.models import McpToolUsage
 from common.redis import get_redis
 from common.usage import STREAM_FIELD, build_record, dumps, record_usage, stream_key
-from tests.conftest import PG_ADMIN_URL, TEST_DB, _admin_execute
+from tests.conftest import PG_ADMIN_URL, TEST_DB, admin_execute
 from tests.harness import ROOT, stdio_echo_config, wait_for
 from workers.usage_writer import GROUP, flush_usage
 
@@ -45,7 +45,7 @@ def rows_per_job(job_ids: list[str]) -> dict[str, int]:
 
 
 def _terminate_connections() -> None:
-    _admin_execute(
+    admin_execute(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
         f"WHERE datname = '{TEST_DB}' AND pid <> pg_backend_pid()"
     )
@@ -54,12 +54,12 @@ def _terminate_connections() -> None:
 @contextmanager
 def postgres_outage() -> Iterator[None]:
     """The test database refuses every connection until the block ends (even on failure)."""
-    _admin_execute(f'ALTER DATABASE "{TEST_DB}" WITH ALLOW_CONNECTIONS false')
+    admin_execute(f'ALTER DATABASE "{TEST_DB}" WITH ALLOW_CONNECTIONS false')
     try:
         _terminate_connections()
         yield
     finally:
-        _admin_execute(f'ALTER DATABASE "{TEST_DB}" WITH ALLOW_CONNECTIONS true')
+        admin_execute(f'ALTER DATABASE "{TEST_DB}" WITH ALLOW_CONNECTIONS true')
 
 
 def test_calls_during_a_postgres_outage_are_all_recorded_once_it_returns(
