@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, Response, g, jsonify
+from redis import RedisError
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 from common.errors import GatewayError
@@ -78,7 +80,19 @@ def handle_unexpected(exc: Exception) -> tuple[Response, int]:
     )
 
 
+def handle_redis_down(exc: RedisError) -> tuple[Response, int]:
+    log.error("redis_unavailable", error=type(exc).__name__)
+    return error_response(503, "redis_unavailable", "The gateway's Redis is unreachable.")
+
+
+def handle_database_down(exc: OperationalError) -> tuple[Response, int]:
+    log.error("database_unavailable", error=type(exc.orig).__name__)
+    return error_response(503, "database_unavailable", "The gateway's database is unreachable.")
+
+
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(GatewayError, handle_gateway_error)
+    app.register_error_handler(RedisError, handle_redis_down)
+    app.register_error_handler(OperationalError, handle_database_down)
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(Exception, handle_unexpected)
