@@ -136,7 +136,7 @@ def _answer_hit(
         "finishedAt": now,
         "request": {"arguments": arguments},
     }
-    jobs.create(job_id, job)
+    jobs.create(job_id, job, ttl_seconds=jobs.HIT_RECORD_TTL_SECONDS)
     record_usage(
         **_usage(caller.org_id, who, tool, arguments, status="success", duration_ms=duration_ms),
         job_id=job_id,

@@ -18,6 +18,9 @@ from common.redis import get_redis, key, script
 
 TERMINAL = ("succeeded", "failed", "timeout")
 DONE_TTL_SECONDS = 300
+# A cache hit's record only serves a follow-up GET of the jobId just answered: at high hit
+# rates a day of them would fill Redis.
+HIT_RECORD_TTL_SECONDS = 600
 JSON_FIELDS = ("request", "result", "error", "progress", "caller")
 
 _CREATE = """
@@ -98,9 +101,11 @@ def _flat(fields: dict[str, Any]) -> list[str]:
     return [item for pair in _encode(fields).items() for item in pair]
 
 
-def create(job_id: str, fields: dict[str, Any]) -> None:
+def create(job_id: str, fields: dict[str, Any], ttl_seconds: int | None = None) -> None:
+    """Write a job record; it lives JOB_TTL_SECONDS unless `ttl_seconds` says less."""
+    ttl = min(ttl_seconds or get_settings().job_ttl_seconds, get_settings().job_ttl_seconds)
     flat = _flat({"status": "queued", "attempt": 1, **fields})
-    script(_CREATE)(keys=[job_key(job_id)], args=[get_settings().job_ttl_seconds, *flat])
+    script(_CREATE)(keys=[job_key(job_id)], args=[ttl, *flat])
 
 
 def get(job_id: str) -> dict[str, Any] | None:

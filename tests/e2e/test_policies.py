@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import select, update
 
+from common import jobs
 from common.cache import result_key
 from common.config import get_settings
 from common.db import session_scope
@@ -252,6 +253,8 @@ def test_a_cache_hit_is_answered_without_reaching_the_server(echo, gateway, slug
     assert counter("echo c") == 1
     stored = gateway.job(hit.json["jobId"])
     assert stored.status_code == 200 and stored.json["cached"] is True
+    hit_ttl = get_redis().ttl(jobs.job_key(hit.json["jobId"]))
+    assert 0 < hit_ttl <= jobs.HIT_RECORD_TTL_SECONDS  # hits must not fill Redis for a day
     (row,) = wait_usage(1, job_id=hit.json["jobId"])
     assert row.cached is True and row.status == "success"
     assert gateway.call(f"{slug}.echo", {"text": "other"}).json["cached"] is False
