@@ -159,3 +159,4 @@ def spawn_worker(test_database, redis_prefix):
     for worker in started:
         if worker.proc.poll() is None:
             worker.kill()
+        worker.discard_log()

@@ -110,6 +110,10 @@ class Worker:
         self.log.flush()
         return Path(self.log.name).read_text()
 
+    def discard_log(self) -> None:
+        self.log.close()
+        Path(self.log.name).unlink(missing_ok=True)
+
 
 class Peer:
     """An MCP server listening on a loopback port (streamable HTTP or SSE)."""

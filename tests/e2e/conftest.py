@@ -14,3 +14,4 @@ def worker(test_database, redis_prefix):
     proc.wait_consuming("mcp.control")
     yield proc
     proc.terminate()
+    proc.discard_log()
