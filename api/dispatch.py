@@ -29,7 +29,7 @@ from common.metrics import observe_cache, observe_tool_call
 from common.permissions import is_allowed
 from common.queues import CALL_TOOL, send, server_queue
 from common.registry import ToolRef, find_tool
-from common.usage import record_usage
+from common.usage import record_usage, usage_for
 
 DEFAULT_WAIT_MS = 30_000
 
@@ -72,40 +72,29 @@ def resolve_tool(org_id: str, body: dict[str, Any]) -> ToolRef:
     return tool
 
 
-def _usage(org_id: str, who: Identity, tool: ToolRef, arguments: Any, **fields: Any) -> dict:
-    return dict(
-        org_id=org_id,
-        tool_id=tool.tool_id,
-        server_id=tool.server_id,
-        tool_name=tool.name,
-        server_slug=tool.server_slug,
-        caller_id=who.caller_id,
-        caller_type=who.caller_type,
-        agent_type=who.agent_type,
-        input=arguments,
-        **fields,
-    )
-
-
 def authorize(caller: Caller, who: Identity, tool: ToolRef, arguments: Any) -> None:
     """The permission matrix, for `who`'s agentType; a refusal is recorded as usage."""
     allowed, source = is_allowed(tool.tool_id, who.agent_type, token=tool.version)
     if allowed:
         return
     message = f"agentType {who.agent_type!r} may not call {tool.qualified_name}."
+    refused = {**_job_fields(caller, who, tool, None), "request": {"arguments": arguments}}
     record_usage(
-        **_usage(caller.org_id, who, tool, arguments, status="denied", duration_ms=0),
-        job_id=None,
-        output=None,
-        error_code="permission_denied",
-        cached=False,
+        **usage_for(
+            refused,
+            status="denied",
+            duration_ms=0,
+            output=None,
+            error_code="permission_denied",
+            cached=False,
+        )
     )
     details = {"tool": tool.qualified_name, "agentType": who.agent_type, "source": source}
     observe_tool_call(tool.qualified_name, "denied")
     raise Forbidden(message, code="permission_denied", details=details)
 
 
-def _job_fields(caller: Caller, who: Identity, tool: ToolRef, job_id: str) -> dict[str, Any]:
+def _job_fields(caller: Caller, who: Identity, tool: ToolRef, job_id: str | None) -> dict[str, Any]:
     return {
         "jobId": job_id,
         "orgId": caller.org_id,
@@ -138,11 +127,14 @@ def _answer_hit(
     }
     jobs.create(job_id, job, ttl_seconds=jobs.HIT_RECORD_TTL_SECONDS)
     record_usage(
-        **_usage(caller.org_id, who, tool, arguments, status="success", duration_ms=duration_ms),
-        job_id=job_id,
-        output=result,
-        error_code=None,
-        cached=True,
+        **usage_for(
+            job,
+            status="success",
+            duration_ms=duration_ms,
+            output=result,
+            error_code=None,
+            cached=True,
+        )
     )
     return job
 

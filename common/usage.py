@@ -160,3 +160,22 @@ def usage_status(job: dict[str, Any]) -> str:
     if status == "succeeded":
         return "error" if (job.get("result") or {}).get("isError") else "success"
     return {"failed": "error", "timeout": "timeout"}.get(status or "", "pending")
+
+
+def usage_for(job: dict[str, Any], **outcome: Any) -> dict[str, Any]:
+    """`record_usage` fields for a call, from its job record (the API's or a worker's view:
+    both carry the same fields), plus the outcome (status, output, duration_ms, ...)."""
+    caller = job.get("caller") or {}
+    return dict(
+        org_id=job.get("orgId", ""),
+        tool_id=job.get("toolId"),
+        server_id=job.get("serverId"),
+        tool_name=job.get("toolName", ""),
+        server_slug=job.get("serverSlug", ""),
+        job_id=job.get("jobId"),
+        caller_id=caller.get("callerId", ""),
+        caller_type=caller.get("callerType", ""),
+        agent_type=caller.get("agentType", ""),
+        input=(job.get("request") or {}).get("arguments"),
+        **outcome,
+    )

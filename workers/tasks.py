@@ -18,7 +18,7 @@ from common import control as control_channel
 from common.heartbeats import is_alive
 from common.logs import get_logger
 from common.queues import CALL_TOOL, REFRESH_TOOLS, SWEEP, send, server_queue
-from common.usage import record_usage, usage_status
+from common.usage import record_usage, usage_for, usage_status
 from workers import process as worker_process
 from workers.discovery import apply_discovery
 from workers.runtime import CallTimeout, SessionUnavailable, describe_error, list_all_tools
@@ -34,20 +34,9 @@ def _failure(code: str, message: str) -> dict[str, Any]:
 
 
 def _usage_from(job: dict[str, Any], fields: dict[str, Any], duration_ms: int) -> dict[str, Any]:
-    result = fields.get("result")
-    caller = job.get("caller") or {}
-    return dict(
-        org_id=job.get("orgId", ""),
-        tool_id=job.get("toolId"),
-        server_id=job.get("serverId"),
-        tool_name=job.get("toolName", ""),
-        server_slug=job.get("serverSlug", ""),
-        job_id=job.get("jobId"),
-        caller_id=caller.get("callerId", ""),
-        caller_type=caller.get("callerType", ""),
-        agent_type=caller.get("agentType", ""),
-        input=(job.get("request") or {}).get("arguments"),
-        output=result or fields.get("error"),
+    return usage_for(
+        job,
+        output=fields.get("result") or fields.get("error"),
         duration_ms=duration_ms,
         status=usage_status(fields),
         error_code=(fields.get("error") or {}).get("code"),
