@@ -22,8 +22,8 @@ from flask import g
 from api.auth import Caller
 from common import cache, jobs
 from common.config import get_settings
-from common.errors import Conflict, Forbidden, NotFound, Unavailable
-from common.heartbeats import queue_is_consumed
+from common.errors import Conflict, Forbidden, NotFound
+from common.heartbeats import require_worker
 from common.ids import new_id
 from common.metrics import observe_cache, observe_tool_call
 from common.permissions import is_allowed
@@ -139,11 +139,6 @@ def _answer_hit(
     return job
 
 
-def _require_worker(tool: ToolRef) -> None:
-    if not queue_is_consumed(server_queue(tool.server_slug)):
-        raise Unavailable(f"No worker is serving {tool.server_slug}.", code="no_worker")
-
-
 def enqueue(
     caller: Caller,
     who: Identity,
@@ -175,7 +170,7 @@ def call(caller: Caller, who: Identity, tool: ToolRef, body: dict[str, Any], sta
         observe_cache(hit is not None)
         if hit is not None:
             return _answer_hit(caller, who, tool, arguments, hit, started)
-    _require_worker(tool)
+    require_worker(tool.server_slug)
     job_id, leading = new_id(), False
     if plan.read:
         timeout_ms = body.get("timeoutMs") or get_settings().call_timeout_ms

@@ -48,3 +48,12 @@ def collect_replies(reply_key: str, expected: int, timeout_s: float) -> list[dic
             break
         replies.append(json.loads(item[1]))
     return replies
+
+
+def command(
+    action: str, server_id: str, slug: str, expected: int, timeout_s: float
+) -> list[dict[str, Any]]:
+    """Tell every worker, then wait (bounded) for `expected` of those serving `slug` to answer."""
+    reply = new_reply_key()
+    publish(action, server_id, slug, reply)
+    return collect_replies(reply, expected, timeout_s)

@@ -6,6 +6,8 @@ import json
 import time
 from typing import Any
 
+from common.errors import Unavailable
+from common.queues import server_queue
 from common.redis import get_redis, key
 
 HEARTBEAT_INTERVAL_SECONDS = 5
@@ -69,3 +71,14 @@ _live_queues = _LiveQueues()
 
 def queue_is_consumed(queue: str) -> bool:
     return _live_queues.has(queue)
+
+
+def require_worker(slug: str, within_s: float = 0.0) -> None:
+    """503 `no_worker` unless a live worker consumes the server's queue, waiting up to
+    `within_s` for one to start (a `*` worker picking up a server registered just now)."""
+    queue = server_queue(slug)
+    deadline = time.monotonic() + within_s
+    while not queue_is_consumed(queue):
+        if time.monotonic() >= deadline:
+            raise Unavailable(f"No worker is serving {slug}.", code="no_worker")
+        time.sleep(0.1)

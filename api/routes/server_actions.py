@@ -4,7 +4,6 @@ workers (pub/sub command or a task on the server's queue) and waits, bounded, fo
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from flask.views import MethodView
@@ -16,8 +15,7 @@ from api.context import db
 from api.routes.servers import own_server, server_details
 from api.schemas.servers import ServerDetailSchema
 from common import control
-from common.errors import Unavailable
-from common.heartbeats import HEARTBEAT_INTERVAL_SECONDS, live_workers, queue_is_consumed
+from common.heartbeats import HEARTBEAT_INTERVAL_SECONDS, live_workers, require_worker
 from common.queues import REFRESH_TOOLS, send, server_queue
 
 blp = Blueprint(
@@ -32,16 +30,6 @@ WORKER_APPEAR_SECONDS = HEARTBEAT_INTERVAL_SECONDS + 1.0
 
 class RefreshedServerSchema(ServerDetailSchema):
     refresh = fields.Dict(metadata={"description": "the worker's answer: state, changes or error"})
-
-
-def _require_worker(slug: str) -> None:
-    """503 `no_worker` unless a live worker consumes the server's queue (allowing a moment for
-    `*` workers to pick up a server registered just now)."""
-    deadline = time.monotonic() + WORKER_APPEAR_SECONDS
-    while not queue_is_consumed(server_queue(slug)):
-        if time.monotonic() > deadline:
-            raise Unavailable(f"No worker is serving {slug}.", code="no_worker")
-        time.sleep(0.1)
 
 
 def _serving_workers(slug: str) -> int:
@@ -70,11 +58,9 @@ class Connect(MethodView):
     @blp.response(200, ServerDetailSchema)
     def post(self, server_id: str):
         server = own_server(server_id, require_admin().org_id)
-        _require_worker(server.slug)
+        require_worker(server.slug, within_s=WORKER_APPEAR_SECONDS)
         server = _set_desired(server_id, "connected")
-        reply = control.new_reply_key()
-        control.publish("connect", server.id, server.slug, reply)
-        control.collect_replies(reply, expected=1, timeout_s=CONNECT_WAIT_SECONDS)
+        control.command("connect", server.id, server.slug, 1, CONNECT_WAIT_SECONDS)
         return _reloaded(server_id)
 
 
@@ -83,11 +69,8 @@ class Disconnect(MethodView):
     @blp.response(200, ServerDetailSchema)
     def post(self, server_id: str):
         server = _set_desired(server_id, "disconnected")
-        serving = _serving_workers(server.slug)
-        reply = control.new_reply_key()
-        control.publish("disconnect", server.id, server.slug, reply)
-        if serving:
-            control.collect_replies(reply, expected=serving, timeout_s=DISCONNECT_WAIT_SECONDS)
+        serving = _serving_workers(server.slug)  # counted before the command goes out
+        control.command("disconnect", server.id, server.slug, serving, DISCONNECT_WAIT_SECONDS)
         return _reloaded(server_id)
 
 
@@ -96,7 +79,7 @@ class Refresh(MethodView):
     @blp.response(200, RefreshedServerSchema)
     def post(self, server_id: str):
         server = own_server(server_id, require_admin().org_id)
-        _require_worker(server.slug)
+        require_worker(server.slug, within_s=WORKER_APPEAR_SECONDS)
         reply = control.new_reply_key()
         send(REFRESH_TOOLS, [server.id, reply], server_queue(server.slug))
         answers = control.collect_replies(reply, expected=1, timeout_s=CONNECT_WAIT_SECONDS)
