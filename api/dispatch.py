@@ -2,12 +2,12 @@
 may call it, validate the arguments, answer from the cache, or write the job record, enqueue
 `mcp.call_tool` on the server's queue and (sync) wait.
 
-A cache hit is a job too: it gets a fresh job id and a `succeeded` job record with `cached: true`
-(one pipelined write), so `GET /jobs/<id>` answers for it like for any other call. Identical
-concurrent misses share one execution (single-flight, `common.cache`): a sync follower waits for
-the leading job within its own waitMs and answers from the cache; if the leader ends without a
-cacheable result, or the follower's waitMs runs out first, the follower runs its own job. Async
-callers never wait on another caller's job.
+A cache hit is a job too: it gets a fresh job id and a short-lived `succeeded` job record with
+`cached: true` (one script call), so `GET /jobs/<id>` answers for it like for any other call.
+Identical concurrent misses share one execution (single-flight, `common.cache`): a sync
+follower waits for the leading job within its own waitMs and answers from the cache; if the
+leader ends without a cacheable result, or the follower's waitMs runs out first, the follower
+runs its own job. Async callers never wait on another caller's job.
 """
 
 from __future__ import annotations
@@ -143,15 +143,13 @@ def enqueue(
     caller: Caller,
     who: Identity,
     tool: ToolRef,
-    body: dict[str, Any],
+    arguments: dict[str, Any],
+    timeout_ms: int,
     job_id: str,
     cache_spec: dict[str, Any] | None = None,
 ) -> None:
     """Write the job record (`queued`) and send `mcp.call_tool` on the server's queue."""
-    request: dict[str, Any] = {
-        "arguments": body.get("arguments") or {},
-        "timeoutMs": body.get("timeoutMs") or get_settings().call_timeout_ms,
-    }
+    request: dict[str, Any] = {"arguments": arguments, "timeoutMs": timeout_ms}
     if cache_spec:
         request["cache"] = cache_spec
     fields = {**_job_fields(caller, who, tool, job_id), "cached": False, "request": request}
@@ -162,6 +160,7 @@ def enqueue(
 def call(caller: Caller, who: Identity, tool: ToolRef, body: dict[str, Any], started: float):
     """Run a permitted, valid call; returns the job as it stands when the caller is answered."""
     arguments = body.get("arguments") or {}
+    timeout_ms = body.get("timeoutMs") or get_settings().call_timeout_ms
     plan = cache.plan_for(tool, arguments, body.get("cache", "use"))
     sync = body.get("mode", "sync") == "sync"
     deadline = started + (body.get("waitMs", DEFAULT_WAIT_MS) / 1000 if sync else 0)
@@ -173,7 +172,6 @@ def call(caller: Caller, who: Identity, tool: ToolRef, body: dict[str, Any], sta
     require_worker(tool.server_slug)
     job_id, leading = new_id(), False
     if plan.read:
-        timeout_ms = body.get("timeoutMs") or get_settings().call_timeout_ms
         leader = cache.take_lock(plan, job_id, timeout_ms)
         leading = leader is None
         if leader is not None and sync:
@@ -181,7 +179,7 @@ def call(caller: Caller, who: Identity, tool: ToolRef, body: dict[str, Any], sta
             if (hit := cache.lookup(plan.key)) is not None:
                 return _answer_hit(caller, who, tool, arguments, hit, started)
     try:
-        enqueue(caller, who, tool, body, job_id, plan.for_job(leading))
+        enqueue(caller, who, tool, arguments, timeout_ms, job_id, plan.for_job(leading))
     except BaseException:
         if leading:
             cache.release_lock(plan, job_id)
