@@ -67,8 +67,9 @@ def test_a_tool_added_without_notification_appears_at_the_next_rediscovery(
     try:
         spawn_worker(slug, env=FAST_BEAT)
         server = gateway.register(slug, "http", {"url": peer.url})
-        grown = gateway.call(f"{slug}.grow", {"name": "quiet", "notify": False}).json
-        assert grown["status"] == "succeeded", grown
+        assert server["status"] == "connected", server
+        grown = gateway.call(f"{slug}.grow", {"name": "quiet", "notify": False})
+        assert (grown.status_code, grown.json.get("status")) == (200, "succeeded"), grown.json
         wait_for(lambda: "quiet" in _tool_names(gateway, server["id"]), 15, "rediscovery")
     finally:
         peer.stop()
