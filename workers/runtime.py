@@ -71,7 +71,9 @@ class SessionOwner:
         self._on_ready, self._on_error = on_ready, on_error
         self._session: ClientSession | None = None
         self._ready = asyncio.Event()
-        self._settled = asyncio.Event()  # set after each connect attempt, ready or failed
+        # Set when a connect attempt has ended: failed, or ready *and* its tools persisted
+        # (state is "ready" a little earlier, as soon as calls may use the session).
+        self._settled = asyncio.Event()
         self._wake = asyncio.Event()
         self._stopping = False
         self._background: set[asyncio.Task] = set()
@@ -96,6 +98,7 @@ class SessionOwner:
 
     async def _hold_session(self) -> None:
         self.state = "connecting"
+        self._settled.clear()
         self._wake.clear()  # stop() sets _stopping first, so no stop request is lost here
         await asyncio.to_thread(enforce_policy, self.spec)
         async with (
@@ -169,10 +172,8 @@ class SessionOwner:
 
     async def wait_settled(self, timeout: float) -> str:
         """Wait for the current connect attempt to end; returns the state."""
-        if self.state == "connecting":
-            self._settled.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._settled.wait(), timeout)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._settled.wait(), timeout)
         return self.state
 
     async def session(self, timeout: float) -> ClientSession:
