@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 NODE_STAMP := node_modules/.installed-stamp
 
-.PHONY: run test lint migrate services install env
+.PHONY: run test lint migrate services install env bench
 
 install: $(STAMP) $(NODE_STAMP)
 
@@ -28,6 +28,10 @@ run: install services
 
 test: install services
 	$(VENV)/bin/pytest -q
+
+# The benchmark: starts its own gateway, prints a table and MET/MISS per goal (bench/README.md).
+bench: install services
+	$(PY) -m bench.run
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

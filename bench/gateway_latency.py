@@ -1,164 +1,217 @@
-"""Warm tool-call latency and throughput: direct through the MCP SDK vs through the gateway.
+"""Warm tool calls: direct through the MCP SDK vs through the gateway (scenarios 1, 2, 3, 9).
 
-    .venv/bin/python bench/gateway_latency.py [--calls 500] [--seconds 5]
+Run them with `python -m bench.run --only 1,2,3,9`. Direct: one warm SDK ClientSession to
+tests/peers/echo_server.py (a stdio child of this process, or the HTTP peer the gateway also
+uses). Gateway: the real API (bench.stack) and `python -m workers` processes holding their own
+warm sessions to the same kind of server, called with `mode: sync` and `cache: bypass` over HTTP
+keep-alive connections.
 
-Direct: one warm stdio ClientSession to tests/peers/echo_server.py. Gateway: the real API
-(gunicorn gthread) + one `python -m workers` process holding its own warm session to the same
-server, called over HTTP keep-alive with `mode: sync`. Tools: `echo` (pure overhead) and
-`pause` 50 ms (work-bound). Prints p50/p99, calls/s with 16 concurrent callers, and the ratios
-the execution-plane issue sets as goals (≤ 3 ms added at p50; ≥ 0.35x / ≥ 0.9x throughput).
+- latency (1, 9): sequential `echo` calls, direct and gateway interleaved in rounds so machine
+  noise falls on both alike; p50/p99 and the difference. The servers count the MCP `initialize`
+  requests they receive: the count during the measured window must be 0.
+- throughput (2): calls/s with N concurrent callers for `echo` (pure overhead) and `pause` 50 ms
+  (work-bound), one worker process; the gateway's CPU per call (API + worker, from /proc) against
+  the MCP server's own CPU per call.
+- scaling (3): saturated calls/s of a 20 ms tool with one, then two worker processes on one
+  server's queue, each with a small WORKER_CONCURRENCY so the worker side is the bottleneck.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import http.client
-import json
-import sys
 import threading
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from contextlib import asynccontextmanager
 
 from mcp import ClientSession, StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
 
 from bench.common import (
     ECHO_SERVER,
     PY,
-    register_echo,
-    scratch_env,
-    start_api,
-    start_worker,
+    async_rps,
+    measured,
     summary,
+    threaded_rps,
+    wait_until,
 )
+from bench.stack import Stack
 
-CONCURRENCY = 16
-TOOLS = {"echo": {"text": "hello"}, "pause": {"ms": 50}}
-
-
-async def _async_rps(call, seconds: float) -> float:
-    """Calls per second with CONCURRENCY coroutines calling `call()` until time is up."""
-    done = 0
-    deadline = time.perf_counter() + seconds
-
-    async def caller() -> None:
-        nonlocal done
-        while time.perf_counter() < deadline:
-            await call()
-            done += 1
-
-    started = time.perf_counter()
-    await asyncio.gather(*(caller() for _ in range(CONCURRENCY)))
-    return done / (time.perf_counter() - started)
+ECHO = ("echo", {"text": "hello"})
 
 
-async def _direct(calls: int, seconds: float) -> dict:
-    params = StdioServerParameters(command=PY, args=[ECHO_SERVER, "stdio"])
-    results = {}
-    async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+@asynccontextmanager
+async def direct_session(transport: str, url: str | None = None):
+    """A warm SDK session: stdio (a fresh child) or streamable HTTP to `url`."""
+    if transport == "stdio":
+        opener = stdio_client(StdioServerParameters(command=PY, args=[ECHO_SERVER, "stdio"]))
+    else:
+        opener = streamable_http_client(url)
+    async with opener as streams, ClientSession(streams[0], streams[1]) as session:
         await session.initialize()
-        for tool, args in TOOLS.items():
-            samples = []
-            for _ in range(_count(tool, calls)):
+        yield session
+
+
+# -- scenario 1 (and 9) ----------------------------------------------------------------------
+async def _latency_one(gw: Stack, transport: str, calls: int, warmup: int, rounds: int) -> dict:
+    slug = gw.echo_server(transport)
+    url = gw.http_peer().url if transport == "http" else None
+    client, name = gw.client(), f"{slug}.{ECHO[0]}"
+    async with direct_session(transport, url) as session:
+        for _ in range(warmup):
+            await session.call_tool(*ECHO)
+            client.call(name, ECHO[1], cache="bypass")
+        init_before = gw.initializations(slug)
+        direct: list[float] = []
+        gateway: list[float] = []
+        per_round = max(1, calls // rounds)
+        for _ in range(rounds):
+            for _ in range(per_round):
                 started = time.perf_counter()
-                await session.call_tool(tool, args)
-                samples.append((time.perf_counter() - started) * 1000)
-            rps = await _async_rps(lambda t=tool, a=args: session.call_tool(t, a), seconds)
-            results[tool] = {**summary(samples), "rps": round(rps, 1)}
+                await session.call_tool(*ECHO)
+                direct.append((time.perf_counter() - started) * 1000)
+            for _ in range(per_round):  # blocking HTTP: the loop has nothing else to do
+                started = time.perf_counter()
+                client.call(name, ECHO[1], cache="bypass")
+                gateway.append((time.perf_counter() - started) * 1000)
+        init_after = gw.initializations(slug)
+    client.close()
+    d, g = summary(direct), summary(gateway)
+    return {
+        "direct": d,
+        "gateway": g,
+        "added_p50_ms": round(g["p50"] - d["p50"], 3),
+        "added_p99_ms": round(g["p99"] - d["p99"], 3),
+        "initialize_during_window": init_after - init_before,
+        "initialize_before_window": init_before,
+    }
+
+
+def latency(gw: Stack, calls: int, warmup: int, rounds: int, transports=("stdio", "http")) -> dict:
+    async def run() -> dict:
+        return {t: await _latency_one(gw, t, calls, warmup, rounds) for t in transports}
+
+    return asyncio.run(run())
+
+
+# -- scenario 2 ------------------------------------------------------------------------------
+def _gateway_callers(clients: list, name: str, args: dict):
+    """`new_caller` for threaded_rps: thread i calls through `clients[i]` (keep-alive HTTP
+    connections opened once, kept from the warm-up window to the measured one)."""
+    lock, handed = threading.Lock(), iter(clients)
+
+    def new_caller():
+        with lock:
+            client = next(handed)
+        return lambda: client.call(name, args, cache="bypass")
+
+    return new_caller
+
+
+def throughput(gw: Stack, concurrencies, seconds: float, warm: float, pause_ms: int = 50) -> dict:
+    """Calls/s direct (one stdio session, N coroutines) vs gateway (N threads), one worker."""
+    tools = {"echo": ECHO[1], f"pause{pause_ms}": {"ms": pause_ms}}
+    slug = gw.echo_server("stdio")
+    workers = [gw.main_worker]
+    results: dict = {}
+
+    async def direct_all() -> dict:
+        out = {}
+        async with direct_session("stdio") as session:
+            for label, args in tools.items():
+                tool = label if label == "echo" else "pause"
+                for c in concurrencies:
+                    await async_rps(
+                        lambda t=tool, a=args: session.call_tool(t, a), c, max(warm, 0.1)
+                    )
+                    rps, calls = measured(
+                        await async_rps(lambda t=tool, a=args: session.call_tool(t, a), c, seconds),
+                        f"direct {label}, {c} callers",
+                    )
+                    out[(label, c)] = {"rps": round(rps, 1), "calls": calls}
+        return out
+
+    direct = asyncio.run(direct_all())
+    for label, args in tools.items():
+        tool = label if label == "echo" else "pause"
+        for c in concurrencies:
+            clients = [gw.client() for _ in range(c)]
+            name = f"{slug}.{tool}"
+            if warm:  # besides each caller's first call, always made before the window
+                threaded_rps(_gateway_callers(clients, name, args), c, warm)
+            samples: list[dict] = []  # CPU times when the window opens and closes
+            rps, calls = measured(
+                threaded_rps(
+                    _gateway_callers(clients, name, args),
+                    c,
+                    seconds,
+                    probe=lambda samples=samples: samples.append(gw.cpu(workers)),
+                ),
+                f"gateway {label}, {c} callers",
+            )
+            before, after = samples
+            for client in clients:
+                client.close()
+            used = {k: after[k] - before[k] for k in after}
+            gateway = {
+                "rps": round(rps, 1),
+                "calls": calls,
+                "cpu_ms_per_call": {
+                    "api": round(used["api"] * 1000 / calls, 3),
+                    "worker": round(used["worker"] * 1000 / calls, 3),
+                    "gateway": round((used["api"] + used["worker"]) * 1000 / calls, 3),
+                    "mcp_server": round(used["mcp_server"] * 1000 / calls, 3),
+                },
+            }
+            results[f"{label}@{c}"] = {
+                "tool": label,
+                "callers": c,
+                "direct": direct[(label, c)],
+                "gateway": gateway,
+                "ratio": round(rps / direct[(label, c)]["rps"], 3),
+            }
     return results
 
 
-def _count(tool: str, calls: int) -> int:
-    return calls if tool == "echo" else max(50, calls // 10)
+# -- scenario 3 ------------------------------------------------------------------------------
+def scaling(
+    gw: Stack, callers: int, seconds: float, warm: float, concurrency: int, pause_ms: int = 20
+) -> dict:
+    """Saturated calls/s of `pause` with one worker process on the `scale` queue, then two.
 
+    The `*` worker is stopped first, so only the pinned workers consume that queue; they are
+    left shutting down (the stack's teardown waits for them)."""
+    if gw.main_worker is not None:
+        gw.main_worker.terminate()  # it shuts down while the pinned worker starts
+    slug = "scale"
+    first = gw.start_worker(slug, concurrency)
+    gw.stop_main_worker()  # gone before `scale` exists: it never serves that queue
+    gw.register(slug, "stdio")
+    clients = [gw.client() for _ in range(callers)]
+    name, args = f"{slug}.pause", {"ms": pause_ms}
+    if warm:
+        threaded_rps(_gateway_callers(clients, name, args), callers, warm)
+    one, one_calls = measured(
+        threaded_rps(_gateway_callers(clients, name, args), callers, seconds), "one worker"
+    )
 
-def _threaded_rps(new_caller, seconds: float) -> float:
-    """Calls per second with CONCURRENCY threads, each calling its own `new_caller()`."""
-    counts = [0] * CONCURRENCY
-    deadline = time.perf_counter() + seconds
-
-    def run(i: int) -> None:
-        call = new_caller()
-        while time.perf_counter() < deadline:
-            call()
-            counts[i] += 1
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(CONCURRENCY)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return sum(counts) / (time.perf_counter() - started)
-
-
-class Client:
-    """One keep-alive HTTP connection to the API."""
-
-    def __init__(self, port: int, token: str):
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-
-    def call(self, tool: str, args: dict) -> dict:
-        body = json.dumps({"tool": tool, "arguments": args, "cache": "bypass"})
-        self.conn.request("POST", "/api/v1/tools/call", body, self.headers)
-        response = self.conn.getresponse()
-        job = json.loads(response.read())
-        if response.status != 200 or job.get("status") != "succeeded":
-            raise RuntimeError(f"call failed: {response.status} {job}")
-        return job
-
-
-def _gateway(port: int, token: str, slug: str, calls: int, seconds: float) -> dict:
-    results = {}
-    for tool, args in TOOLS.items():
-        name, client = f"{slug}.{tool}", Client(port, token)
-        for _ in range(20):
-            client.call(name, args)  # warm-up
-        samples = []
-        for _ in range(_count(tool, calls)):
-            started = time.perf_counter()
-            client.call(name, args)
-            samples.append((time.perf_counter() - started) * 1000)
-
-        def new_caller(name=name, args=args):
-            mine = Client(port, token)
-            return lambda: mine.call(name, args)
-
-        rps = _threaded_rps(new_caller, seconds)
-        results[tool] = {**summary(samples), "rps": round(rps, 1)}
-    return results
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--calls", type=int, default=500)
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--port", type=int, default=3199)
-    parser.add_argument("--api-workers", type=int, default=1)
-    args = parser.parse_args()
-
-    direct = asyncio.run(_direct(args.calls, args.seconds))
-    with scratch_env() as (env, procs):
-        base = start_api(env, procs, args.port, args.api_workers)
-        start_worker(env, procs)
-        register_echo(base, env["GATEWAY_ADMIN_TOKEN"], "bench")
-        gateway = _gateway(args.port, env["GATEWAY_ADMIN_TOKEN"], "bench", args.calls, args.seconds)
-
-    report = {"direct": direct, "gateway": gateway}
-    print(f"{'tool':6} {'path':8} {'p50 ms':>8} {'p99 ms':>8} {'calls/s':>9}")
-    for tool in TOOLS:
-        for path in ("direct", "gateway"):
-            r = report[path][tool]
-            print(f"{tool:6} {path:8} {r['p50']:8.2f} {r['p99']:8.2f} {r['rps']:9.1f}")
-        added = gateway[tool]["p50"] - direct[tool]["p50"]
-        ratio = gateway[tool]["rps"] / direct[tool]["rps"]
-        print(f"{tool:6} added p50 {added:.2f} ms, throughput {ratio:.2f}x direct")
-    out = Path(__file__).parent / "results" / "gateway_latency.json"
-    out.write_text(json.dumps(report, indent=2) + "\n")
-
-
-if __name__ == "__main__":
-    main()
+    second = gw.start_worker(slug, concurrency)
+    wait_until(lambda: gw.initializations(slug) >= 2, 30, "second worker's session")
+    if warm:
+        threaded_rps(_gateway_callers(clients, name, args), callers, warm)
+    two, two_calls = measured(
+        threaded_rps(_gateway_callers(clients, name, args), callers, seconds), "two workers"
+    )
+    for client in clients:
+        client.close()
+    for proc in (first, second):
+        proc.terminate()  # no waiting: the stack's teardown waits for them with the rest
+    return {
+        "tool_ms": pause_ms,
+        "callers": callers,
+        "worker_concurrency": concurrency,
+        "ceiling_per_worker_rps": round(concurrency * 1000 / pause_ms, 1),
+        "one_worker": {"rps": round(one, 1), "calls": one_calls},
+        "two_workers": {"rps": round(two, 1), "calls": two_calls},
+        "ratio": round(two / one, 3),
+    }

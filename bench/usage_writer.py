@@ -1,12 +1,15 @@
-"""Usage writer throughput: records/s moved from the Redis stream into Postgres.
+"""Usage writer throughput (scenario 6): records/s moved from the Redis stream into Postgres.
 
+    .venv/bin/python -m bench.run --only 6                 # as part of the bench
     .venv/bin/python bench/usage_writer.py [--records 50000] [--batch 1000] [--preload 1000000]
 
-Creates a scratch database (migrated to head; `--preload` rows already in the table, as
-bench/analytics.py loads them) and Redis prefix of its own, buffers `--records`
-realistic usage records with `record_usage` (the same path the API and workers take; its rate is
-printed too), then times `flush_usage` draining the stream, checks every record is in Postgres
-exactly once, and drops everything it made.
+Buffers `records` realistic usage records with `record_usage` (the same path the API and workers
+take; its rate is reported too), then times `flush_usage` draining the stream, and checks every
+record is in Postgres exactly once. Baseline: Postgres inserting as many similar rows by itself
+(`INSERT ... SELECT` over generate_series, bench/analytics.py's loader: no client, no Redis), the
+ceiling of this database on this machine. Runs in this process, against the environment given
+(`bench.common.process_env`): on the standalone CLI a scratch database and Redis prefix of its
+own (with `--preload` rows already in the table, as bench/analytics.py loads them).
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ from pathlib import Path
 import psycopg2
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
-from bench.common import scratch_env  # noqa: E402
+from bench.analytics import load_rows  # noqa: E402
+from bench.common import process_env, scratch_env  # noqa: E402
 
 
 def _record(i: int) -> dict:
@@ -32,7 +37,7 @@ def _record(i: int) -> dict:
         server_id=f"server{i % 8}",
         tool_name=f"tool_{i % 40}",
         server_slug=f"srv-{i % 8}",
-        job_id=f"job{i:08d}",
+        job_id=f"bench-job-{i:08d}",
         caller_id=f"agent-{i % 50}",
         caller_type="agent",
         agent_type="researcher",
@@ -45,45 +50,58 @@ def _record(i: int) -> dict:
     )
 
 
-def _preload(rows: int) -> None:
-    from analytics import LOAD  # bench/analytics.py: the same synthetic month of usage
-
+def _baseline(records: int) -> float:
+    """Rows/s Postgres inserts by itself (similar rows, server-side), deleted again."""
     conn = psycopg2.connect(os.environ["DATABASE_URL"])
     conn.autocommit = True
     with conn.cursor() as cur:
-        cur.execute(LOAD.format(rows=rows, days=30).replace("'j' || i", "'pre' || i"))
-        cur.execute("VACUUM ANALYZE mcp_tool_usage")
+        started = time.perf_counter()
+        load_rows(cur, records, prefix="base")
+        elapsed = time.perf_counter() - started
+        cur.execute("DELETE FROM mcp_tool_usage WHERE id LIKE 'base%'")
     conn.close()
-    print(f"preloaded {rows:,} rows")
+    return records / elapsed
 
 
-def run(records: int, batch: int) -> None:
+def usage_writer(records: int, batch: int = 1000) -> dict:
+    """Scenario 6, in this process (call inside `process_env`)."""
     from common.db import get_engine
     from common.redis import get_redis
     from common.usage import record_usage
     from workers.usage_writer import flush_usage
 
+    baseline = _baseline(records)
+
     started = time.perf_counter()
     for i in range(records):
         record_usage(**_record(i))
     recorded = time.perf_counter() - started
-    print(f"record_usage: {records / recorded:,.0f} records/s (one XADD each, one thread)")
 
     settled, started = 0, time.perf_counter()
     while settled < records:
         settled += flush_usage(max_batch=batch, budget_seconds=60)
     elapsed = time.perf_counter() - started
-    print(f"flush_usage:  {records / elapsed:,.0f} records/s written (batch {batch})")
 
     with get_engine().connect() as conn:
         rows, distinct = conn.exec_driver_sql(
             "SELECT count(*), count(DISTINCT job_id) FROM mcp_tool_usage WHERE job_id LIKE %s",
-            ("job%",),
+            ("bench-job-%",),
         ).one()
-    assert rows == distinct == records, (rows, distinct, records)
-    assert get_redis().xlen(os.environ["REDIS_PREFIX"] + "usage") == 0
-    print(f"check: {rows:,} rows, one per record; stream empty")
-    get_engine().dispose()
+    if not rows == distinct == records:
+        raise RuntimeError(f"rows {rows}, distinct {distinct}, records {records}")
+    left = get_redis().xlen(os.environ["REDIS_PREFIX"] + "usage")
+    if left:
+        raise RuntimeError(f"{left} entries left in the stream")
+    writer = records / elapsed
+    return {
+        "records": records,
+        "batch": batch,
+        "postgres_insert_rps": round(baseline),
+        "writer_rps": round(writer),
+        "record_usage_rps": round(records / recorded),
+        "ratio": round(writer / baseline, 3),
+        "rows_checked": rows,
+    }
 
 
 def main() -> None:
@@ -92,11 +110,17 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--preload", type=int, default=0, help="rows in the table beforehand")
     args = parser.parse_args()
-    with scratch_env() as (env, _procs):
-        os.environ.update(env)  # the writer runs in this process
+    with scratch_env() as (env, _procs), process_env(env):
         if args.preload:
-            _preload(args.preload)
-        run(args.records, args.batch)
+            conn = psycopg2.connect(os.environ["DATABASE_URL"])
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                load_rows(cur, args.preload, prefix="pre")
+            conn.close()
+            print(f"preloaded {args.preload:,} rows")
+        report = usage_writer(args.records, args.batch)
+    for name, value in report.items():
+        print(f"{name:20} {value}")
 
 
 if __name__ == "__main__":

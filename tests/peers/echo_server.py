@@ -5,7 +5,8 @@
     python tests/peers/echo_server.py sse 8766      # SSE at /sse
 
 Side effects are counted in the file named by COUNTER_FILE (one line per execution), so tests can
-prove a call ran exactly once, or not at all.
+prove a call ran exactly once, or not at all. MCP `initialize` requests are counted in the file
+named by INIT_COUNT_FILE (one line each), so the bench can prove warm calls never re-initialize.
 """
 
 from __future__ import annotations
@@ -26,6 +27,18 @@ def _count(event: str) -> None:
     if path:
         with open(path, "a") as handle:
             handle.write(f"{event}\n")
+
+
+async def _count_initialize(ctx, call_next):
+    """Middleware (the SDK's hook around every inbound message, `initialize` included)."""
+    if ctx.method == "initialize":
+        with open(os.environ["INIT_COUNT_FILE"], "a") as handle:
+            handle.write(f"initialize {os.getpid()}\n")
+    return await call_next(ctx)
+
+
+if os.environ.get("INIT_COUNT_FILE"):
+    mcp.middleware.append(_count_initialize)
 
 
 @mcp.tool(annotations=READ_ONLY)
