@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
@@ -19,7 +20,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from common.ids import new_id
@@ -145,6 +146,32 @@ class McpToolUsage(Base):
     cached: Mapped[bool] = mapped_column(Boolean, default=False)
     truncated: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = _created()
+
+
+class McpUsageRollup(Base):
+    """Usage pre-aggregated for analytics over wide windows (common.analytics), kept in step with
+    `mcp_tool_usage` by statement triggers (migration 0003) in the inserting transaction.
+
+    One row per org, dimension and period: dim `all` (key '') per UTC hour; `tool`, `server`,
+    `caller`, `status` (key = that column; a NULL tool/server id is '') per UTC day. Counts and
+    the duration sum are exact; `histogram[b + 1]` counts the rows whose duration falls in bucket
+    b of `mcp_usage_bucket` (one bucket per ms below 20 ms, then 5 % wide).
+    """
+
+    __tablename__ = "mcp_usage_rollup"
+
+    org_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    dim: Mapped[str] = mapped_column(String(8), primary_key=True)
+    period: Mapped[datetime] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+    success: Mapped[int] = mapped_column(BigInteger)
+    error: Mapped[int] = mapped_column(BigInteger)
+    timeout: Mapped[int] = mapped_column(BigInteger)
+    denied: Mapped[int] = mapped_column(BigInteger)
+    cached: Mapped[int] = mapped_column(BigInteger)
+    duration_sum: Mapped[int] = mapped_column(BigInteger)
+    histogram: Mapped[list[int]] = mapped_column(ARRAY(Integer))
 
 
 class ApiKey(Base):

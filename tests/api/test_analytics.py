@@ -15,10 +15,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
+from common import analytics
 from common.db import get_engine, session_scope
 from common.ids import new_id
-from common.models import McpServer, McpToolUsage
+from common.models import McpServer, McpToolUsage, McpUsageRollup
 from common.usage import record_usage
 from tests.factories import bearer, insert_key, insert_server, insert_tool
 from workers.usage_writer import flush_usage
@@ -397,3 +399,197 @@ def test_a_query_that_runs_too_long_is_503_not_500(client, admin_headers, monkey
 
     assert response.status_code == 503
     assert response.json["error"]["code"] == "query_timeout"
+
+
+# --- wide windows: the rollup (common.analytics, migration 0003) -------------------------------
+
+ROLLUP_DIMS = {
+    "all": (lambda r: "", "hour"),
+    "tool": (lambda r: r["tool_id"] or "", "day"),
+    "server": (lambda r: r["server_id"] or "", "day"),
+    "caller": (lambda r: r["caller_id"], "day"),
+    "status": (lambda r: r["status"], "day"),
+}
+
+
+def rollup_from_rows(rows: list[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
+    """What mcp_usage_rollup must hold for these usage rows, computed here the slow way."""
+    cells: dict[tuple, dict[str, Any]] = {}
+    for r in rows:
+        for dim, (key, grain) in ROLLUP_DIMS.items():
+            at = r["created_at"].astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+            period = at.replace(hour=0) if grain == "day" else at
+            cell = cells.setdefault(
+                (r["org_id"], dim, period, key(r)),
+                {"count": 0, **dict.fromkeys(STATUSES, 0), "cached": 0, "sum": 0, "hist": {}},
+            )
+            cell["count"] += 1
+            cell[r["status"]] += 1
+            cell["cached"] += r["cached"]
+            cell["sum"] += r["duration_ms"]
+            bucket = analytics.rollup_bucket(r["duration_ms"])
+            cell["hist"][bucket] = cell["hist"].get(bucket, 0) + 1
+    return cells
+
+
+def rollup_in_db() -> dict[tuple, dict[str, Any]]:
+    with session_scope() as session:
+        stored = session.scalars(select(McpUsageRollup)).all()
+        return {
+            (c.org_id, c.dim, c.period, c.key): {
+                "count": c.count,
+                **{s: getattr(c, s) for s in STATUSES},
+                "cached": c.cached,
+                "sum": c.duration_sum,
+                "hist": {b: n for b, n in enumerate(c.histogram) if n},
+            }
+            for c in stored
+        }
+
+
+def spread_usage(days: int = 3, every: timedelta = timedelta(minutes=37)) -> list[dict[str, Any]]:
+    """Usage over several days (partial days at both ends), durations from 0 ms to ~9 s."""
+    rows, n, moment = [], 0, NOW - timedelta(days=days, hours=5)
+    tools = [("t-echo", "s-demo", "echo", "demo"), ("t-add", "s-demo", "add", "demo")]
+    tools += [("t-get", "s-web", "get", "web"), (None, None, "gone", "ghost")]
+    while moment < NOW:
+        tool_id, server_id, name, slug = tools[n % 4]
+        rows.append(
+            row(
+                tool_id=tool_id,
+                server_id=server_id,
+                tool_name=name,
+                server_slug=slug,
+                caller_id=("alice", "bob", "carol")[n % 7 % 3],
+                status=STATUSES[n % 11 % 4],
+                cached=n % 5 == 0,
+                duration_ms=(n * n * 7919) % 9000 if n % 3 else n % 25,
+                created_at=moment,
+            )
+        )
+        n += 1
+        moment += every
+    return insert(rows)
+
+
+def test_the_rollup_follows_every_insert_delete_update_and_truncate():
+    rows = spread_usage(days=2)
+    rows += insert([row(org_id="other", created_at=NOW - timedelta(hours=30), duration_ms=12345)])
+    assert rollup_in_db() == rollup_from_rows(rows)
+
+    gone, changed = {r["id"] for r in rows[::5]}, rows[1]["id"]
+    with get_engine().begin() as conn:
+        conn.exec_driver_sql(  # as the usage writer inserts: a duplicate id adds nothing
+            "INSERT INTO mcp_tool_usage (id, org_id, tool_name, server_slug, caller_id,"
+            " caller_type, agent_type, duration_ms, status, cached, truncated, created_at)"
+            " VALUES (%s, 'default', 'x', 'y', 'z', 'agent', 'a', 5, 'success', false, false,"
+            " now()) ON CONFLICT (id) DO NOTHING",
+            (rows[2]["id"],),
+        )
+        conn.exec_driver_sql("DELETE FROM mcp_tool_usage WHERE id = ANY(%s)", (list(gone),))
+        conn.exec_driver_sql(
+            "UPDATE mcp_tool_usage SET duration_ms = duration_ms + 1000, status = 'error'"
+            " WHERE id = %s",
+            (changed,),
+        )
+    rows = [r for r in rows if r["id"] not in gone]
+    rows = [
+        {**r, "duration_ms": r["duration_ms"] + 1000, "status": "error"}
+        if r["id"] == changed
+        else r
+        for r in rows
+    ]
+    assert rollup_in_db() == rollup_from_rows(rows)
+
+    with get_engine().begin() as conn:
+        conn.exec_driver_sql("TRUNCATE mcp_tool_usage")
+    assert rollup_in_db() == {}
+
+
+def _approximately(groups: dict[Any, dict[str, Any]]) -> dict[Any, dict[str, Any]]:
+    """The exact answer, with percentiles as the rollup may give them (and, as the raw path,
+    no label for usage without a tool or server id)."""
+    if None in groups:
+        groups[None]["label"] = None
+    for group in groups.values():
+        for name in ("p50DurationMs", "p95DurationMs"):
+            exact = group[name].expected
+            group[name] = pytest.approx(exact, rel=analytics.ROLLUP_MAX_ERROR + 1e-9, abs=0.01)
+    return groups
+
+
+@pytest.mark.parametrize("group_by", sorted(KEYS))
+def test_a_wide_window_answers_from_the_rollup_within_its_error_bound(
+    client, admin_headers, monkeypatch, group_by
+):
+    rows = spread_usage()
+    key, label = KEYS[group_by]
+    start = NOW - timedelta(days=3, hours=2, minutes=10)
+    window = {"from": iso(start), "to": iso(NOW)}
+    rows = [r for r in rows if start <= r["created_at"] < NOW]
+    monkeypatch.setattr(analytics, "RAW_MAX_ROWS", 0)
+    monkeypatch.setattr(analytics, "_raw_groups", None)  # the raw path is not taken
+
+    body = get(client, admin_headers, groupBy=group_by, **window).json
+
+    assert body["groupBy"] == group_by
+    assert {g["key"]: g for g in body["groups"]} == _approximately(expected(rows, key, label))
+    keys = [g["key"] for g in body["groups"]]
+    if group_by in ("hour", "day"):
+        assert keys == sorted(keys)
+    else:
+        order = [(-g["count"], g["key"] is None, g["key"] or "") for g in body["groups"]]
+        assert order == sorted(order)
+
+
+def test_durations_under_20_ms_are_exact_from_the_rollup(client, admin_headers, monkeypatch):
+    durations = [0, 1, 2, 3, 5, 8, 13, 19, 4, 4, 7, 11]
+    start = NOW - timedelta(days=3)
+    insert(
+        [
+            row(duration_ms=d, created_at=start + timedelta(hours=5 * i))
+            for i, d in enumerate(durations)
+        ]
+    )
+    monkeypatch.setattr(analytics, "RAW_MAX_ROWS", 0)
+    monkeypatch.setattr(analytics, "_raw_groups", None)
+
+    (group,) = get(client, admin_headers, **{"from": iso(start), "to": iso(NOW)}).json["groups"]
+
+    assert group["p50DurationMs"] == percentile_cont(durations, 0.5)
+    assert group["p95DurationMs"] == pytest.approx(percentile_cont(durations, 0.95), abs=0.01)
+
+
+def test_filtered_and_narrow_windows_stay_exact(client, admin_headers, monkeypatch):
+    rows = spread_usage(days=2)
+    monkeypatch.setattr(analytics, "RAW_MAX_ROWS", 0)
+    start = NOW - timedelta(days=2, hours=3)
+    window = {"from": iso(start), "to": iso(NOW)}
+    rows = [r for r in rows if start <= r["created_at"] < NOW]
+
+    filtered = get(client, admin_headers, groupBy="status", callerId="bob", **window).json
+    narrow = get(
+        client, admin_headers, groupBy="caller", **{"from": iso(NOW - timedelta(hours=20))}
+    )
+
+    bob = [r for r in rows if r["caller_id"] == "bob"]
+    assert {g["key"]: g for g in filtered["groups"]} == expected(bob, *KEYS["status"])
+    recent = [r for r in rows if r["created_at"] >= NOW - timedelta(hours=20)]
+    assert {g["key"]: g for g in narrow.json["groups"]} == expected(recent, *KEYS["caller"])
+
+
+def test_the_bucket_function_in_sql_is_the_one_percentiles_are_read_with():
+    durations = [*range(0, 3000), 10**4, 99_999, 300_000, 3_600_000, 2**31 - 1, -5]
+    durations += [math.ceil(20 * 1.05**k) + delta for k in range(380) for delta in (-1, 0)]
+    with get_engine().connect() as conn:
+        in_sql = conn.exec_driver_sql(
+            "SELECT d, mcp_usage_bucket(d) FROM unnest(%s::integer[]) AS d", (durations,)
+        ).all()
+
+    assert {d: b for d, b in in_sql} == {d: analytics.rollup_bucket(d) for d in durations}
+    for d in durations:
+        value = analytics.bucket_value(analytics.rollup_bucket(d))
+        if d < analytics.ROLLUP_EXACT_BELOW:
+            assert value == max(d, 0)
+        else:
+            assert abs(value - d) / d <= analytics.ROLLUP_MAX_ERROR
