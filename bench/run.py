@@ -370,60 +370,29 @@ def run_gateway(selected: set[int], size: dict, results: dict) -> None:
             results.pop(1, None)
 
 
+# Scenarios run against the shared gateway: each takes the Stack and the sizes.
+GATEWAY_RUNNERS: dict[int, Callable[[Stack, dict], dict]] = {
+    1: lambda gw, s: gateway_latency.latency(gw, s["latency_calls"], s["warmup"], s["rounds"]),
+    2: lambda gw, s: gateway_latency.throughput(
+        gw, s["throughput_callers"], s["throughput_seconds"], s["throughput_warmup_seconds"]
+    ),
+    3: lambda gw, s: gateway_latency.scaling(
+        gw,
+        s["scaling_callers"],
+        s["scaling_seconds"],
+        s["throughput_warmup_seconds"],
+        s["scaling_worker_concurrency"],
+    ),
+    4: lambda gw, s: cache_latency.cache(
+        gw, s["cache_calls"], s["warmup"], s["rounds"], s["single_flight_rounds"]
+    ),
+    5: lambda gw, s: async_calls.async_calls(gw, s["async_calls"], s["warmup"], s["rounds"]),
+    8: lambda gw, s: cold_path.cold_path(gw, s["cold_repeats"]),
+}
+
+
 def _gateway_scenario(sid: int, gw: Stack, size: dict, results: dict) -> None:
-    if sid == 1:
-        _run(
-            1,
-            results,
-            lambda: gateway_latency.latency(
-                gw, size["latency_calls"], size["warmup"], size["rounds"]
-            ),
-        )
-    elif sid == 2:
-        _run(
-            2,
-            results,
-            lambda: gateway_latency.throughput(
-                gw,
-                size["throughput_callers"],
-                size["throughput_seconds"],
-                size["throughput_warmup_seconds"],
-            ),
-        )
-    elif sid == 3:
-        _run(
-            3,
-            results,
-            lambda: gateway_latency.scaling(
-                gw,
-                size["scaling_callers"],
-                size["scaling_seconds"],
-                size["throughput_warmup_seconds"],
-                size["scaling_worker_concurrency"],
-            ),
-        )
-    elif sid == 4:
-        _run(
-            4,
-            results,
-            lambda: cache_latency.cache(
-                gw,
-                size["cache_calls"],
-                size["warmup"],
-                size["rounds"],
-                size["single_flight_rounds"],
-            ),
-        )
-    elif sid == 5:
-        _run(
-            5,
-            results,
-            lambda: async_calls.async_calls(
-                gw, size["async_calls"], size["warmup"], size["rounds"]
-            ),
-        )
-    elif sid == 8:
-        _run(8, results, lambda: cold_path.cold_path(gw, size["cold_repeats"]))
+    _run(sid, results, lambda: GATEWAY_RUNNERS[sid](gw, size))
 
 
 def run_data(selected: set[int], size: dict, results: dict) -> None:
