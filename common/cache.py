@@ -108,14 +108,6 @@ def lookup(cache_key: str) -> dict[str, Any] | None:
     return json.loads(raw) if raw is not None else None
 
 
-def store(cache_key: str, ttl: int, result: dict[str, Any]) -> bool:
-    """Keep a result for `ttl` seconds; `isError` results are refused (False)."""
-    if ttl <= 0 or result.get("isError"):
-        return False
-    get_redis().set(cache_key, json.dumps(result), ex=ttl)
-    return True
-
-
 def settle(job: dict[str, Any], fields: dict[str, Any]) -> bool:
     """Worker side, before the job is marked done: store a cacheable result, release the lock.
 

@@ -91,18 +91,6 @@ def test_the_call_mode_decides_reading_writing_and_single_flight():
     assert use.for_job(lock_held=True)["lock"] == use.lock
 
 
-def test_store_and_lookup_with_ttl_and_never_an_error_result():
-    key = cache.result_key(tool(), {"n": 1})
-    result = {"content": [{"type": "text", "text": "ok"}], "isError": False}
-    assert cache.lookup(key) is None
-    assert cache.store(key, 30, result) is True
-    assert cache.lookup(key) == result
-    assert 0 < get_redis().ttl(key) <= 30
-    failed = cache.result_key(tool(), {"n": 2})
-    assert cache.store(failed, 30, {"content": [], "isError": True}) is False
-    assert cache.lookup(failed) is None
-
-
 def _job(plan: cache.Plan, job_id: str, lock_held: bool) -> dict[str, Any]:
     return {"jobId": job_id, "request": {"arguments": {}, "cache": plan.for_job(lock_held)}}
 
