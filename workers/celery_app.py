@@ -55,6 +55,13 @@ def _logging(**_kwargs) -> None:
     configure_logging(settings.log_level)
 
 
+@signals.celeryd_init.connect
+def _early_logging(**_kwargs) -> None:
+    # Before the worker's start-up checks, which warn (running as root, say) ahead of
+    # setup_logging: their warnings become JSON lines too.
+    configure_logging(settings.log_level)
+
+
 @signals.worker_ready.connect
 def _start_runtime(sender, **_kwargs) -> None:
     from workers.lifecycle import start

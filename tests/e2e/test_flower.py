@@ -70,6 +70,8 @@ def flower(worker) -> Iterator[Flower]:
     finally:
         proc.terminate()
         proc.wait(15)
+        log.close()
+        Path(log.name).unlink(missing_ok=True)
 
 
 PAGES = ("/", "/workers", "/tasks", "/api/workers", "/api/tasks")

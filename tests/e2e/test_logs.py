@@ -33,3 +33,5 @@ def test_a_calls_request_id_is_in_the_api_and_the_worker_logs(spawn_worker, gate
     assert line["job_id"] == response.json["jobId"]
     assert line["server"] == slug and line["tool"] == "echo"
     assert "secret-argument-value" not in worker.output()  # no argument values at info
+    not_json = [x for x in worker.output().splitlines() if x.strip() and not x.startswith("{")]
+    assert not not_json, not_json  # start-up warnings included (Celery's as root, say)
