@@ -11,6 +11,7 @@ from typing import Any
 
 from celery import Celery
 
+from common import broker  # noqa: F401 - registers the redis:// transport (common/broker.py)
 from common.config import Settings, get_settings
 
 CONTROL_QUEUE = "mcp.control"
@@ -36,7 +37,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     prefixed = {"global_keyprefix": settings.redis_prefix}
     return {
         "broker_url": settings.redis_url,
-        "broker_transport": "common.broker:Transport",  # kombu's, with one client per channel
         "broker_transport_options": {**prefixed, "visibility_timeout": visibility},
         "broker_connection_retry_on_startup": True,
         "result_backend": settings.redis_url,

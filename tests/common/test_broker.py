@@ -11,6 +11,7 @@ from common.queues import celery_client
 def test_the_channel_reuses_one_client_and_delivers(redis_prefix):
     queue = Queue("broker-test", Exchange("broker-test", type="direct"), routing_key="bt")
     with celery_client().connection_for_write() as connection:
+        assert connection.as_uri().startswith("redis://")  # Flower picks its view by the scheme
         channel = connection.default_channel
         assert isinstance(channel, Channel)
         with channel.conn_or_acquire() as first, channel.conn_or_acquire() as second:

@@ -112,6 +112,7 @@ def test_flower_lists_calls_by_name_and_job_id_but_shows_no_secret_or_payload(
     answers = [flower.get(path) for path in (*pages, "/api/workers?refresh=1", _DATATABLE)]
     assert [a.status_code for a in answers] == [200] * len(answers), [a.url for a in answers]
     answers += [flower.get(path) for path in ("/broker", "/api/queues/length", "/metrics")]
+    assert [a.status_code for a in answers[-3:-1]] == [200, 200], answers[-3].text[:300]
     for answer in answers:
         for secret in (env_secret, header_secret, payload):
             assert secret not in answer.text, f"{secret!r} in {answer.url}"
