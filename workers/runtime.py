@@ -82,19 +82,24 @@ class SessionOwner:
     # -- lifecycle (runs inside the owner task) ------------------------------------------
     async def _run(self) -> None:
         attempt = 0
-        while not self._stopping:
-            try:
-                await self._hold_session()
-                attempt = 0
-            except Exception as exc:  # noqa: BLE001 - any failure means: back off, reconnect
-                attempt += 1
-                await self._fail(exc)
-            if self._stopping:
-                break
-            self.reconnects += 1
-            await self._sleep_or_wake(backoff_delay(attempt))
-        self.state = "closed"
-        self._settled.set()
+        try:
+            while not self._stopping:
+                try:
+                    await self._hold_session()
+                    attempt = 0
+                    # The session ended (broken or stopping): a connect now waits for the next.
+                    self.state = "connecting"
+                    self._settled.clear()
+                except Exception as exc:  # noqa: BLE001 - any failure: back off, reconnect
+                    attempt += 1
+                    await self._fail(exc)
+                if self._stopping:
+                    break
+                self.reconnects += 1
+                await self._sleep_or_wake(backoff_delay(attempt))
+        finally:
+            self.state = "closed"
+            self._settled.set()
 
     async def _hold_session(self) -> None:
         self.state = "connecting"
@@ -121,7 +126,10 @@ class SessionOwner:
         self.state = "error"
         self.last_error = describe_error(exc)
         log.warning("session_failed", server=self.spec.slug, error=self.last_error)
-        await self._on_error(self, [])
+        try:
+            await self._on_error(self, [])
+        except Exception as hook_exc:  # noqa: BLE001 - e.g. Postgres down: keep reconnecting
+            log.warning("session_error_hook_failed", server=self.spec.slug, error=str(hook_exc))
         self._settled.set()
 
     def _forget_session(self) -> None:
