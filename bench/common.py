@@ -88,9 +88,11 @@ def scratch_env(**overrides: str):
         )
         yield env, procs
     finally:
-        stop_all(procs)
-        _cleanup_redis(env)
-        _admin(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        try:
+            stop_all(procs)
+            _cleanup_redis(env)
+        finally:
+            _admin(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
 
 
 def stop(proc: subprocess.Popen, timeout: float = 20) -> None:

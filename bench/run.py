@@ -362,7 +362,12 @@ def run_gateway(selected: set[int], size: dict, results: dict) -> None:
         if 9 in selected and 1 in results:
             latency = results[1]
             if "figures" in latency:
-                counts = {t: v["initialize_during_window"] for t, v in latency["figures"].items()}
+                # A counter that saw no initialize at all (not even the session's first) proves
+                # nothing: None, so the goal reads MISS.
+                counts = {
+                    t: v["initialize_during_window"] if v["initialize_before_window"] else None
+                    for t, v in latency["figures"].items()
+                }
                 results[9] = {"figures": counts, "seconds": 0}
             else:
                 results[9] = {"error": f"scenario 1 failed: {latency.get('error')}"}

@@ -78,7 +78,7 @@ def usage_writer(records: int, batch: int = 1000) -> dict:
     recorded = time.perf_counter() - started
 
     settled, started = 0, time.perf_counter()
-    while settled < records:
+    while settled < records and time.perf_counter() - started < 300:
         settled += flush_usage(max_batch=batch, budget_seconds=60)
     elapsed = time.perf_counter() - started
 
