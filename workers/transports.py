@@ -2,11 +2,14 @@
 
 Each opener is an async context manager yielding (read, write) streams for a ClientSession.
 stdio children get the SDK's minimal environment (HOME, PATH, ...) plus the configured `env`,
-never the worker's own environment (which holds DATABASE_URL and friends).
+never the worker's own environment (which holds DATABASE_URL and friends), and their stderr (an
+MCP server's log channel) becomes `server_stderr` log events, so the worker's output stays JSON.
 """
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
@@ -18,9 +21,13 @@ from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
 from common.config import get_settings
+from common.logs import get_logger
 from common.servers import check_policy, check_resolved_host
 
+log = get_logger(__name__)
+
 DEFAULT_HTTP_TIMEOUT_MS = 30_000
+MAX_STDERR_LINE = 2000  # characters of one stderr line kept in its log event
 
 
 @dataclass(frozen=True)
@@ -53,7 +60,7 @@ def open_transport(spec: ServerSpec) -> AbstractAsyncContextManager:
             env=dict(config.get("env") or {}),
             cwd=config.get("cwd") or None,
         )
-        return stdio_client(params)
+        return _stdio(params, spec.slug)
     headers = dict(config.get("headers") or {})
     timeout = (config.get("timeoutMs") or DEFAULT_HTTP_TIMEOUT_MS) / 1000
     if spec.transport == "sse":
@@ -61,6 +68,27 @@ def open_transport(spec: ServerSpec) -> AbstractAsyncContextManager:
     if spec.transport == "http":
         return _streamable_http(config["url"], headers, timeout)
     raise ValueError(f"unknown transport {spec.transport!r}")
+
+
+@asynccontextmanager
+async def _stdio(params: StdioServerParameters, slug: str) -> AsyncIterator:
+    read_fd, write_fd = os.pipe()
+    reader = threading.Thread(
+        target=_log_stderr, args=(read_fd, slug), name=f"stderr-{slug}", daemon=True
+    )
+    reader.start()
+    # The child gets its own copy of the write end; ours closes with the session, so the reader
+    # sees the end of the pipe once the child has gone too.
+    with os.fdopen(write_fd, "w") as errlog:
+        async with stdio_client(params, errlog=errlog) as streams:
+            yield streams
+
+
+def _log_stderr(fd: int, slug: str) -> None:
+    with open(fd, encoding="utf-8", errors="replace") as lines:
+        for line in lines:
+            if text := line.rstrip():
+                log.info("server_stderr", server=slug, line=text[:MAX_STDERR_LINE])
 
 
 @asynccontextmanager

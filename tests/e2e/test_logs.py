@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 
-from tests.harness import stdio_echo_config, wait_for
+from tests.harness import EVERYTHING, stdio_echo_config, wait_for
 
 
 def _worker_events(worker) -> list[dict]:
@@ -35,3 +35,18 @@ def test_a_calls_request_id_is_in_the_api_and_the_worker_logs(spawn_worker, gate
     assert "secret-argument-value" not in worker.output()  # no argument values at info
     not_json = [x for x in worker.output().splitlines() if x.strip() and not x.startswith("{")]
     assert not not_json, not_json  # start-up warnings included (Celery's as root, say)
+
+
+def test_a_stdio_servers_stderr_becomes_json_events_of_the_worker(spawn_worker, gateway, slug):
+    worker = spawn_worker(slug, env={"LOG_LEVEL": "info"})
+    config = {"command": "node", "args": [EVERYTHING, "stdio"], "env": {}}
+    gateway.register(slug, "stdio", config)  # it announces itself on stderr
+
+    def stderr_event():
+        events = _worker_events(worker)
+        return next((e for e in events if e.get("event") == "server_stderr"), None)
+
+    event = wait_for(stderr_event, 10, "the server's stderr line as a worker event")
+    assert event["server"] == slug and event["line"]
+    not_json = [x for x in worker.output().splitlines() if x.strip() and not x.startswith("{")]
+    assert not not_json, not_json
