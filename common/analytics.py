@@ -215,7 +215,12 @@ def _floor(moment: datetime, grain: str) -> datetime:
 def _ceil(moment: datetime, grain: str) -> datetime:
     floor = _floor(moment, grain)
     step = timedelta(days=1) if grain == "day" else timedelta(hours=1)
-    return floor if floor == _utc(moment) else floor + step
+    if floor == _utc(moment):
+        return floor
+    try:
+        return floor + step
+    except OverflowError:  # the last hour or day of year 9999: no whole period starts after it
+        return datetime.max.replace(tzinfo=UTC)
 
 
 def _rollup_plan(session: Session, query: UsageQuery) -> _Plan | None:

@@ -593,3 +593,11 @@ def test_the_bucket_function_in_sql_is_the_one_percentiles_are_read_with():
             assert value == max(d, 0)
         else:
             assert abs(value - d) / d <= analytics.ROLLUP_MAX_ERROR
+
+
+@pytest.mark.parametrize("group_by", ["tool", "hour"])
+def test_a_window_at_the_end_of_time_is_answered_not_a_500(client, admin_headers, group_by):
+    params = {"from": "9999-12-31T23:30:00Z", "to": "9999-12-31T23:59:00Z", "groupBy": group_by}
+    response = get(client, admin_headers, **params)
+    assert response.status_code == 200, response.json
+    assert response.json["groups"] == []
