@@ -13,8 +13,9 @@ import time
 
 import redis
 
-from bench.common import summary, wait_until
+from bench.common import summary
 from bench.stack import Stack
+from tests.harness import wait_for
 
 
 def async_calls(gw: Stack, calls: int, warmup: int, rounds: int = 5) -> dict:
@@ -56,7 +57,7 @@ def async_calls(gw: Stack, calls: int, warmup: int, rounds: int = 5) -> dict:
             for job_id in ids[-5:]
         )
 
-    wait_until(finished, 60, "accepted calls to finish", every=0.2)
+    wait_for(finished, 60, "accepted calls to finish", every=0.2)
     statuses = {client.get(f"/api/v1/jobs/{job_id}")["status"] for job_id in ids[:5]}
     client.close()
     store.close()

@@ -11,7 +11,6 @@ import http.client
 import json
 import os
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -24,9 +23,10 @@ from pathlib import Path
 
 import psycopg2
 
+from tests.harness import wait_for
+
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
-ECHO_SERVER = str(ROOT / "tests" / "peers" / "echo_server.py")
 PG_ADMIN = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -154,12 +154,6 @@ def _clear_caches() -> None:
 
 
 # -- processes -------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_api(
     env: dict,
     procs: list,
@@ -178,7 +172,7 @@ def start_api(
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 - the child holds it
     procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=out))
     base = f"http://127.0.0.1:{port}"
-    wait_until(lambda: _get(base + "/health") is not None, 30, "API")
+    wait_for(lambda: _get(base + "/health") is not None, 30, "API")
     return base
 
 
@@ -221,16 +215,6 @@ def _get(url: str):
         return None
 
 
-def wait_until(predicate, timeout: float, what: str, every: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise RuntimeError(f"{what} did not happen within {timeout}s")
-
-
 def post(base: str, path: str, body: dict, token: str) -> dict:
     request = urllib.request.Request(
         base + path,
@@ -240,10 +224,6 @@ def post(base: str, path: str, body: dict, token: str) -> dict:
     )
     with urllib.request.urlopen(request, timeout=60) as response:
         return json.load(response)
-
-
-def echo_config(env: dict | None = None) -> dict:
-    return {"command": PY, "args": [ECHO_SERVER, "stdio"], "env": env or {}}
 
 
 def line_count(path: str | Path) -> int:

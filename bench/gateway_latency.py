@@ -27,15 +27,14 @@ from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
 from bench.common import (
-    ECHO_SERVER,
     PY,
     async_rps,
     measured,
     summary,
     threaded_rps,
-    wait_until,
 )
 from bench.stack import Stack
+from tests.harness import ECHO_SERVER, wait_for
 
 ECHO = ("echo", {"text": "hello"})
 
@@ -196,7 +195,7 @@ def scaling(
     )
 
     second = gw.start_worker(slug, concurrency)
-    wait_until(lambda: gw.initializations(slug) >= 2, 30, "second worker's session")
+    wait_for(lambda: gw.initializations(slug) >= 2, 30, "second worker's session")
     if warm:
         threaded_rps(_gateway_callers(clients, name, args), callers, warm)
     two, two_calls = measured(

@@ -14,8 +14,6 @@ from pathlib import Path
 
 from bench.common import (
     Client,
-    echo_config,
-    free_port,
     line_count,
     post,
     process_tree_cpu,
@@ -24,9 +22,9 @@ from bench.common import (
     start_worker,
     stop,
     temp_dir,
-    wait_until,
     worker_queues,
 )
+from tests.harness import free_port, stdio_echo_config, wait_for
 
 API_PROCESSES = 2
 API_THREADS = 32
@@ -78,7 +76,7 @@ class Stack:
         queues = {"mcp.control"} | {
             f"mcp.server.{s}" for s in servers.split(",") if s not in ("*", "")
         }
-        wait_until(
+        wait_for(
             lambda: proc.poll() is not None or queues <= worker_queues(self.env, proc.pid),
             30,
             "worker heartbeat",
@@ -123,7 +121,7 @@ class Stack:
         """Register (and connect) the echo server under `slug`: stdio (a child of each worker)
         or HTTP (the shared peer)."""
         if transport == "stdio":
-            config = echo_config({"INIT_COUNT_FILE": str(self.init_file(slug))})
+            config = stdio_echo_config({"INIT_COUNT_FILE": str(self.init_file(slug))})
         else:
             config = {"url": self.http_peer().url}
         body = {"name": slug, "slug": slug, "transport": transport, "config": config}
