@@ -125,6 +125,22 @@ KEYS = {
 }
 
 
+def varied_row(n: int, tool: tuple, **fields: Any) -> dict[str, Any]:
+    """Row number `n` of a varied set: `tool` is (tool_id, server_id, name, slug); caller,
+    status and cached cycle with n at different periods."""
+    tool_id, server_id, name, slug = tool
+    return row(
+        tool_id=tool_id,
+        server_id=server_id,
+        tool_name=name,
+        server_slug=slug,
+        caller_id=("alice", "bob", "carol")[n % 7 % 3],
+        status=STATUSES[n % 11 % 4],
+        cached=n % 5 == 0,
+        **fields,
+    )
+
+
 @pytest.fixture
 def mixed_usage() -> list[dict[str, Any]]:
     """A varied day of usage: 3 tools on 2 servers, 3 callers, every status, some cached."""
@@ -132,16 +148,10 @@ def mixed_usage() -> list[dict[str, Any]]:
     tools.append(("t-get", "s-web", "get", "web"))
     rows = []
     for n in range(60):
-        tool_id, server_id, name, slug = tools[n % 3]
         rows.append(
-            row(
-                tool_id=tool_id,
-                server_id=server_id,
-                tool_name=name,
-                server_slug=slug,
-                caller_id=("alice", "bob", "carol")[n % 7 % 3],
-                status=STATUSES[n % 11 % 4],
-                cached=n % 5 == 0,
+            varied_row(
+                n,
+                tools[n % 3],
                 duration_ms=(n * 37) % 500 + 1,
                 created_at=NOW - timedelta(minutes=17 * n),  # spans about 17 hours
             )
@@ -453,20 +463,8 @@ def spread_usage(days: int = 3, every: timedelta = timedelta(minutes=37)) -> lis
     tools = [("t-echo", "s-demo", "echo", "demo"), ("t-add", "s-demo", "add", "demo")]
     tools += [("t-get", "s-web", "get", "web"), (None, None, "gone", "ghost")]
     while moment < NOW:
-        tool_id, server_id, name, slug = tools[n % 4]
-        rows.append(
-            row(
-                tool_id=tool_id,
-                server_id=server_id,
-                tool_name=name,
-                server_slug=slug,
-                caller_id=("alice", "bob", "carol")[n % 7 % 3],
-                status=STATUSES[n % 11 % 4],
-                cached=n % 5 == 0,
-                duration_ms=(n * n * 7919) % 9000 if n % 3 else n % 25,
-                created_at=moment,
-            )
-        )
+        duration_ms = (n * n * 7919) % 9000 if n % 3 else n % 25
+        rows.append(varied_row(n, tools[n % 4], duration_ms=duration_ms, created_at=moment))
         n += 1
         moment += every
     return insert(rows)
