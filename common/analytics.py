@@ -277,9 +277,10 @@ def _rollup_groups(session: Session, query: UsageQuery, plan: _Plan) -> list[dic
 def _rollup_statement(query: UsageQuery, plan: _Plan) -> Select:
     """Per group, the rollup's sums over the whole periods; histograms summed element-wise
     (one sum per element: far cheaper than unnesting them)."""
-    key = _trunc("day", R.period) if query.group_by == "day" else R.period
     if query.group_by not in TIME_GROUPINGS:
         key = R.key
+    else:  # hourly rows: by hour as they are, by day truncated
+        key = _trunc("day", R.period) if query.group_by == "day" else R.period
     sums = ", ".join(f"sum(histogram[{i}])" for i in range(1, plan.width + 1))
     histogram = literal_column(f"ARRAY[{sums or 0}]")  # plain text: 100s of terms
     return (

@@ -50,15 +50,11 @@ app.conf.beat_schedule = {
 celery_app = app
 
 
+# setup_logging: instead of Celery's own logging (worker, beat, Flower). celeryd_init: earlier,
+# before the worker's start-up checks, which warn (running as root, say): JSON lines too.
 @signals.setup_logging.connect
-def _logging(**_kwargs) -> None:
-    configure_logging(settings.log_level)
-
-
 @signals.celeryd_init.connect
-def _early_logging(**_kwargs) -> None:
-    # Before the worker's start-up checks, which warn (running as root, say) ahead of
-    # setup_logging: their warnings become JSON lines too.
+def _logging(**_kwargs) -> None:
     configure_logging(settings.log_level)
 
 

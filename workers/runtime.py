@@ -87,9 +87,7 @@ class SessionOwner:
                 try:
                     await self._hold_session()
                     attempt = 0
-                    # The session ended (broken or stopping): a connect now waits for the next.
-                    self.state = "connecting"
-                    self._settled.clear()
+                    self._connecting()  # it ended (broken): a connect waits for the next one
                 except Exception as exc:  # noqa: BLE001 - any failure: back off, reconnect
                     attempt += 1
                     await self._fail(exc)
@@ -101,9 +99,12 @@ class SessionOwner:
             self.state = "closed"
             self._settled.set()
 
-    async def _hold_session(self) -> None:
+    def _connecting(self) -> None:
         self.state = "connecting"
-        self._settled.clear()
+        self._settled.clear()  # until this attempt has ended
+
+    async def _hold_session(self) -> None:
+        self._connecting()
         self._wake.clear()  # stop() sets _stopping first, so no stop request is lost here
         await asyncio.to_thread(enforce_policy, self.spec)
         async with (
