@@ -17,6 +17,10 @@ def _worker_events(worker) -> list[dict]:
     return events
 
 
+def _not_json_lines(worker) -> list[str]:
+    return [x for x in worker.output().splitlines() if x.strip() and not x.startswith("{")]
+
+
 def test_a_calls_request_id_is_in_the_api_and_the_worker_logs(spawn_worker, gateway, slug, caplog):
     worker = spawn_worker(slug, env={"LOG_LEVEL": "info"})
     gateway.register(slug, "stdio", stdio_echo_config())
@@ -33,7 +37,7 @@ def test_a_calls_request_id_is_in_the_api_and_the_worker_logs(spawn_worker, gate
     assert line["job_id"] == response.json["jobId"]
     assert line["server"] == slug and line["tool"] == "echo"
     assert "secret-argument-value" not in worker.output()  # no argument values at info
-    not_json = [x for x in worker.output().splitlines() if x.strip() and not x.startswith("{")]
+    not_json = _not_json_lines(worker)
     assert not not_json, not_json  # start-up warnings included (Celery's as root, say)
 
 
@@ -48,5 +52,5 @@ def test_a_stdio_servers_stderr_becomes_json_events_of_the_worker(spawn_worker, 
 
     event = wait_for(stderr_event, 10, "the server's stderr line as a worker event")
     assert event["server"] == slug and event["line"]
-    not_json = [x for x in worker.output().splitlines() if x.strip() and not x.startswith("{")]
+    not_json = _not_json_lines(worker)
     assert not not_json, not_json
